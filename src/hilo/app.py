@@ -1,0 +1,96 @@
+"""The FastAPI application: routes, error rendering, and what runs beside it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hilo import __version__, http
+from hilo.channels.endpoints import router as channels_router
+from hilo.channels.endpoints import webhooks as webhooks_router
+from hilo.contacts.endpoints import router as contacts_router
+from hilo.conversations.endpoints import router as conversations_router
+from hilo.db import Database
+from hilo.errors import HiloError
+from hilo.i18n import _, negotiate, translate
+from hilo.runtime import Runtime
+from hilo.settings import Settings, get_settings
+
+log = logging.getLogger("hilo")
+
+
+def _error(request: Request, status: int, code: str, message: str, **params: Any) -> JSONResponse:
+    locale = negotiate(request.headers.get("accept-language"), default="en")
+    text = translate(message, locale, **params)
+    return JSONResponse({"error": {"code": code, "message": text}}, status_code=status)
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
+    """Build the application; workers run inside it when ``settings.run_workers``."""
+    settings = settings or get_settings()
+    database = db or Database(settings.effective_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(database, settings)
+        app.state.runtime = runtime
+        await runtime.start(workers=settings.run_workers)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            await http.close()
+            await database.dispose()
+
+    app = FastAPI(
+        title="Hilo",
+        version=__version__,
+        description="One customer, one continuous conversation, across every channel.",
+        lifespan=lifespan,
+    )
+    app.state.db = database
+    app.state.settings = settings
+
+    @app.exception_handler(HiloError)
+    async def _hilo_error(request: Request, exc: HiloError) -> JSONResponse:
+        log.info("%s %s -> %s %s", request.method, request.url.path, exc.status_code, exc.code)
+        return _error(request, exc.status_code, exc.code, exc.message, **exc.params)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = sorted({".".join(str(p) for p in e["loc"][1:]) or "body" for e in exc.errors()})
+        log.info("%s %s -> 422 invalid fields %s", request.method, request.url.path, fields)
+        return _error(
+            request,
+            422,
+            "invalid_payload",
+            _("Invalid payload: check the fields {fields}."),
+            fields=", ".join(fields),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        log.info("%s %s -> %s", request.method, request.url.path, exc.status_code)
+        messages = {404: _("Not found."), 405: _("Method not allowed.")}
+        message = messages.get(exc.status_code, _("The request could not be processed."))
+        return _error(request, exc.status_code, f"http_{exc.status_code}", message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(request, 500, "internal_error", _("Something went wrong on our side."))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for router in (channels_router, webhooks_router, contacts_router, conversations_router):
+        app.include_router(router)
+    return app

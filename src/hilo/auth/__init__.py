@@ -1,0 +1,1 @@
+"""Authentication: users, roles, API tokens, passwords."""

@@ -1,0 +1,166 @@
+"""Users, API tokens and who a request acts as."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hilo import events
+from hilo.clock import now
+from hilo.crypto import hash_token
+from hilo.errors import Conflict, InvalidPayload, Unauthorized
+from hilo.events import Actor
+from hilo.i18n import _
+from hilo.models import ApiToken, User, Workspace
+from hilo.scoping import scoped
+
+ROLES = ("admin", "supervisor", "agent")
+_hasher = PasswordHasher()
+# Token use is an audited event, but once an hour per token is enough to trace it.
+TOKEN_USE_EVENT_EVERY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as, and in which workspace."""
+
+    workspace_id: uuid.UUID
+    role: str
+    token_id: uuid.UUID | None
+    user_id: uuid.UUID | None
+
+    @property
+    def actor(self) -> Actor:
+        if self.user_id:
+            return Actor("user", str(self.user_id))
+        return Actor("token", str(self.token_id))
+
+
+def check_role(role: str) -> None:
+    """Refuse an unknown role."""
+    if role not in ROLES:
+        raise InvalidPayload(
+            _("Unknown role. Known roles: {roles}."), code="invalid_role", roles=", ".join(ROLES)
+        )
+
+
+async def do_get_or_create_workspace(session: AsyncSession, slug: str) -> Workspace:
+    """The workspace called ``slug``, created if missing."""
+    workspace = (await session.scalars(select(Workspace).where(Workspace.slug == slug))).first()
+    if workspace is None:
+        workspace = Workspace(slug=slug, name=slug, created_at=now())
+        session.add(workspace)
+        await session.flush()
+        events.record(
+            session,
+            "workspace.created",
+            workspace_id=workspace.id,
+            actor=Actor.system(),
+            data={"slug": slug},
+        )
+    return workspace
+
+
+async def do_create_token(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    role: str,
+    name: str = "",
+    user_id: uuid.UUID | None = None,
+    actor: Actor,
+) -> str:
+    """A new API token; only its hash is stored, so the value is returned once."""
+    check_role(role)
+    prefix = secrets.token_hex(4)
+    token = f"hilo_{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiToken(
+        workspace_id=workspace_id,
+        user_id=user_id,
+        name=name,
+        role=role,
+        token_hash=hash_token(token),
+        prefix=prefix,
+        created_at=now(),
+    )
+    session.add(row)
+    await session.flush()
+    events.record(
+        session,
+        "auth.token_created",
+        workspace_id=workspace_id,
+        actor=actor,
+        data={"token_id": str(row.id), "role": role, "prefix": prefix},
+    )
+    return token
+
+
+async def authenticate_token(session: AsyncSession, token: str) -> Principal:
+    """The principal of a bearer token, or Unauthorized."""
+    row = (
+        await session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    ).first()
+    if row is None or row.revoked_at is not None:
+        raise Unauthorized(_("The API token is not valid."), code="invalid_token")
+    moment = now()
+    if row.last_used_at is None or moment - row.last_used_at > TOKEN_USE_EVENT_EVERY:
+        row.last_used_at = moment
+        events.record(
+            session,
+            "auth.token_used",
+            workspace_id=row.workspace_id,
+            actor=Actor("token", str(row.id)),
+            data={"prefix": row.prefix},
+        )
+    return Principal(row.workspace_id, row.role, row.id, row.user_id)
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of a password."""
+    return _hasher.hash(password)
+
+
+async def do_create_user(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    email: str,
+    role: str,
+    password: str,
+    name: str = "",
+    actor: Actor,
+) -> User:
+    """A new user of the workspace."""
+    check_role(role)
+    if len(password) < 8:
+        raise InvalidPayload(_("The password needs at least 8 characters."), code="weak_password")
+    email = email.strip().lower()
+    existing = (
+        await session.scalars(scoped(User, workspace_id).where(User.email == email))
+    ).first()
+    if existing is not None:
+        raise Conflict(_("A user with that e-mail exists."), code="user_exists")
+    user = User(
+        workspace_id=workspace_id,
+        email=email,
+        name=name,
+        role=role,
+        password_hash=hash_password(password),
+        created_at=now(),
+    )
+    session.add(user)
+    await session.flush()
+    events.record(
+        session,
+        "user.created",
+        workspace_id=workspace_id,
+        actor=actor,
+        data={"user_id": str(user.id), "role": role},
+    )
+    return user

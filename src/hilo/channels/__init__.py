@@ -1,0 +1,1 @@
+"""Channels: one adapter per channel behind one protocol, registered in ``registry``."""

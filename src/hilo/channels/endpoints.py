@@ -1,0 +1,95 @@
+"""Channel routes: managing channels, and the webhooks providers call."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette import status as http_status
+
+from hilo import flows
+from hilo.channels import repository, service
+from hilo.channels.base import RawRequest
+from hilo.channels.schemas import ChannelCreated, ChannelIn, ChannelList, ChannelOut
+from hilo.clock import now
+from hilo.deps import CurrentPrincipal, Session
+from hilo.errors import Forbidden, PayloadTooLarge
+from hilo.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
+webhooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+@router.post("", status_code=http_status.HTTP_201_CREATED)
+async def create_channel(
+    body: ChannelIn, principal: CurrentPrincipal, session: Session
+) -> ChannelCreated:
+    """Connect a channel; the response holds its webhook URL and, once, its secret."""
+    if principal.role != "admin":
+        raise Forbidden()
+    channel, secrets = await service.do_create(
+        session,
+        workspace_id=principal.workspace_id,
+        type=body.type,
+        name=body.name,
+        provider=body.provider,
+        config=body.config,
+        actor=principal.actor,
+    )
+    out = ChannelOut.build(channel, service.webhook_url(channel))
+    return ChannelCreated(**out.model_dump(), secret=secrets.get("secret"), secrets=secrets)
+
+
+@router.get("")
+async def list_channels(principal: CurrentPrincipal, session: Session) -> ChannelList:
+    """The workspace's channels."""
+    rows = await repository.list_all(session, principal.workspace_id)
+    return ChannelList(items=[ChannelOut.build(c, service.webhook_url(c)) for c in rows])
+
+
+@router.get("/{channel_id}")
+async def get_channel(
+    channel_id: uuid.UUID, principal: CurrentPrincipal, session: Session
+) -> ChannelOut:
+    """One channel (without its secrets)."""
+    channel = await service.get(session, principal.workspace_id, channel_id)
+    return ChannelOut.build(channel, service.webhook_url(channel))
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refused past the size limit without reading it all."""
+    limit = get_settings().max_webhook_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge()
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise PayloadTooLarge()
+    return bytes(body)
+
+
+@webhooks.post("/{channel_type}/{channel_id}")
+async def receive(
+    channel_type: str, channel_id: uuid.UUID, request: Request, session: Session
+) -> Any:
+    """A provider's delivery: verified, stored once, then acknowledged."""
+    body = await read_body(request)
+    raw = RawRequest(
+        body=body,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        query=dict(request.query_params),
+        url=str(request.url),
+        received_at=now(),
+    )
+    status, payload = await flows.receive_webhook(
+        session, channel_type=channel_type, channel_id=channel_id, request=raw
+    )
+    log.info("webhook %s/%s stored (%d bytes)", channel_type, channel_id, len(body))
+    return JSONResponse(payload, status_code=status)

@@ -1,0 +1,75 @@
+"""Queries on channels and inbound events."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hilo.models import Channel, ContactIdentity, InboundEvent
+from hilo.scoping import get_scoped, scoped
+
+
+async def get(session: AsyncSession, workspace_id: uuid.UUID, channel_id: uuid.UUID) -> Channel:
+    """A channel of the workspace, or NotFound."""
+    return await get_scoped(session, Channel, channel_id, workspace_id)
+
+
+async def get_for_webhook(session: AsyncSession, channel_id: uuid.UUID) -> Channel | None:
+    """The channel a webhook names; webhooks carry no workspace, the channel id decides it."""
+    return await session.get(Channel, channel_id)
+
+
+async def list_all(session: AsyncSession, workspace_id: uuid.UUID) -> list[Channel]:
+    """The workspace's channels, oldest first."""
+    query = scoped(Channel, workspace_id).order_by(Channel.created_at, Channel.id)
+    return list((await session.scalars(query)).all())
+
+
+async def insert_inbound_once(session: AsyncSession, values: dict[str, object]) -> bool:
+    """Store an inbound event unless one with its (channel, provider id) exists."""
+    dialect = session.bind.dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(InboundEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["channel_id", "provider_event_id"])
+        .returning(InboundEvent.id)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def existing_inbound(
+    session: AsyncSession, channel_id: uuid.UUID, provider_event_id: str
+) -> InboundEvent:
+    """The inbound event stored earlier under that provider id."""
+    query = select(InboundEvent).where(
+        InboundEvent.channel_id == channel_id,
+        InboundEvent.provider_event_id == provider_event_id,
+    )
+    return (await session.scalars(query)).one()
+
+
+async def recipient_identity(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    *,
+    contact_id: uuid.UUID,
+    kind: str,
+    scope: str,
+) -> ContactIdentity | None:
+    """The contact's identity a channel addresses them by, most recent first."""
+    query = (
+        scoped(ContactIdentity, workspace_id)
+        .where(
+            ContactIdentity.contact_id == contact_id,
+            ContactIdentity.kind == kind,
+            ContactIdentity.scope == scope,
+        )
+        .order_by(ContactIdentity.created_at.desc())
+        .limit(1)
+    )
+    return (await session.scalars(query)).first()

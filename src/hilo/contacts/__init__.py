@@ -1,0 +1,1 @@
+"""Contacts: one customer, with every identity they are known by."""

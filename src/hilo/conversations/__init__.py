@@ -1,0 +1,1 @@
+"""Conversations: one continuous thread per customer issue, whatever the channel."""

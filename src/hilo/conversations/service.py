@@ -1,0 +1,359 @@
+"""Conversation rules: continuing the thread, replies and notes, ownership and status."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hilo import events
+from hilo.channels import service as channels
+from hilo.clock import now
+from hilo.conversations import repository
+from hilo.errors import Conflict, InvalidPayload
+from hilo.events import Actor
+from hilo.i18n import _
+from hilo.jobs.service import enqueue
+from hilo.models import Contact, Conversation, ConversationLabel, Message, Team, User, Workspace
+from hilo.scoping import get_scoped
+
+STATUSES = ("open", "pending", "snoozed", "resolved")
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+async def continue_for_inbound(
+    session: AsyncSession,
+    *,
+    workspace: Workspace,
+    contact: Contact,
+    channel_id: uuid.UUID,
+    at: datetime,
+    reopen_window: timedelta,
+) -> Conversation:
+    """The conversation an inbound message joins, whatever channel it came on.
+
+    The contact's unresolved conversation if there is one; else the one resolved within the
+    reopen window, reopened; else a new one.
+    """
+    system = Actor.system()
+    conversation = await repository.latest_unresolved(session, workspace.id, contact.id)
+    if conversation is not None and conversation.status != "open":
+        _set_status(session, conversation, "open", actor=system, reason="customer_replied")
+    if conversation is None:
+        conversation = await repository.latest_resolved_since(
+            session, workspace.id, contact.id, at - reopen_window
+        )
+        if conversation is not None:
+            _set_status(session, conversation, "open", actor=system, reason="customer_replied")
+    if conversation is None:
+        conversation = Conversation(
+            workspace_id=workspace.id,
+            contact_id=contact.id,
+            status="open",
+            created_at=at,
+            last_activity_at=at,
+            last_channel_id=channel_id,
+        )
+        session.add(conversation)
+        await session.flush()
+        events.record(
+            session,
+            "conversation.created",
+            workspace_id=workspace.id,
+            actor=system,
+            channel_id=channel_id,
+            conversation_id=conversation.id,
+            contact_id=contact.id,
+        )
+    elif conversation.last_channel_id not in (None, channel_id):
+        events.record(
+            session,
+            "conversation.channel_switched",
+            workspace_id=workspace.id,
+            actor=Actor.contact(contact.id),
+            channel_id=channel_id,
+            conversation_id=conversation.id,
+            contact_id=contact.id,
+            data={"from_channel_id": str(conversation.last_channel_id)},
+        )
+    conversation.last_channel_id = channel_id
+    return conversation
+
+
+def do_append_inbound(
+    session: AsyncSession,
+    *,
+    conversation: Conversation,
+    contact: Contact,
+    message_id: uuid.UUID,
+    channel_id: uuid.UUID,
+    channel_type: str,
+    provider_message_id: str,
+    text: str,
+    attachments: list[dict[str, Any]],
+    sent_at: datetime | None,
+    at: datetime,
+    inbound_event_id: uuid.UUID,
+) -> Message:
+    """Add the customer's message to the conversation."""
+    message = Message(
+        id=message_id,
+        workspace_id=conversation.workspace_id,
+        conversation_id=conversation.id,
+        contact_id=contact.id,
+        channel_id=channel_id,
+        kind="inbound",
+        sender_type="contact",
+        sender_id=contact.id,
+        provider_message_id=provider_message_id,
+        status="received",
+        text=text,
+        attachments=attachments,
+        inbound_event_id=inbound_event_id,
+        sent_at=sent_at,
+        created_at=at,
+        updated_at=at,
+    )
+    session.add(message)
+    conversation.last_activity_at = max(conversation.last_activity_at, at)
+    contact.last_activity_at = at
+    events.record(
+        session,
+        "message.received",
+        workspace_id=conversation.workspace_id,
+        actor=Actor.contact(contact.id),
+        channel_id=channel_id,
+        conversation_id=conversation.id,
+        contact_id=contact.id,
+        message_id=message.id,
+        data={
+            "channel_type": channel_type,
+            "provider_message_id": provider_message_id,
+            "attachments": len(attachments),
+            "sent_at": sent_at.isoformat() if sent_at else None,
+        },
+    )
+    return message
+
+
+async def do_create_message(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    text: str,
+    channel_id: uuid.UUID | None,
+    private: bool,
+    actor: Actor,
+    sender_id: uuid.UUID | None,
+) -> Message:
+    """An agent's reply, queued for delivery, or an internal note that is never sent."""
+    if not text.strip():
+        raise InvalidPayload(_("The message text is empty."), code="empty_text")
+    conversation = await repository.get(session, workspace_id, conversation_id)
+    moment = now()
+    message = Message(
+        workspace_id=workspace_id,
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        sender_type=actor.type,
+        sender_id=sender_id,
+        text=text,
+        created_at=moment,
+        updated_at=moment,
+    )
+    if private:
+        message.kind, message.status, message.channel_id = "note", "stored", None
+        session.add(message)
+        await session.flush()
+        events.record(
+            session,
+            "note.created",
+            workspace_id=workspace_id,
+            actor=actor,
+            conversation_id=conversation.id,
+            contact_id=conversation.contact_id,
+            message_id=message.id,
+        )
+        return message
+    target = channel_id or conversation.last_channel_id
+    if target is None:
+        raise Conflict(
+            _("The customer has no channel to reply on; choose one."), code="no_reply_channel"
+        )
+    channel = await channels.get(session, workspace_id, target)
+    await channels.check_reachable(session, channel, conversation.contact_id)
+    message.kind, message.status, message.channel_id = "outbound", "queued", channel.id
+    session.add(message)
+    await session.flush()
+    enqueue(session, "outbound.send", {"message_id": str(message.id)}, workspace_id=workspace_id)
+    conversation.last_activity_at = moment
+    events.record(
+        session,
+        "message.queued",
+        workspace_id=workspace_id,
+        actor=actor,
+        channel_id=channel.id,
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        message_id=message.id,
+        data={"channel_type": channel.type},
+    )
+    return message
+
+
+def _set_status(
+    session: AsyncSession,
+    conversation: Conversation,
+    status: str,
+    *,
+    actor: Actor,
+    reason: str | None = None,
+    snoozed_until: datetime | None = None,
+) -> None:
+    previous = conversation.status
+    if previous == status and status != "snoozed":
+        return
+    conversation.status = status
+    conversation.snoozed_until = snoozed_until if status == "snoozed" else None
+    if status == "resolved":
+        conversation.resolved_at = now()
+    event_type = "conversation.status_changed"
+    if previous == "resolved" and status != "resolved":
+        event_type = "conversation.reopened"
+    elif status == "resolved":
+        event_type = "conversation.resolved"
+    data: dict[str, Any] = {"from": previous, "to": status}
+    if reason:
+        data["reason"] = reason
+    if snoozed_until:
+        data["snoozed_until"] = snoozed_until.isoformat()
+    events.record(
+        session,
+        event_type,
+        workspace_id=conversation.workspace_id,
+        actor=actor,
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        channel_id=conversation.last_channel_id,
+        data=data,
+    )
+
+
+@dataclass
+class Changes:
+    """A PATCH of a conversation: only the fields that were sent."""
+
+    fields: dict[str, Any]
+
+
+async def do_update(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    changes: Changes,
+    actor: Actor,
+) -> Conversation:
+    """Change status, snooze, assignee, team or priority; each change is an event."""
+    conversation = await repository.get(session, workspace_id, conversation_id, for_update=True)
+    fields = changes.fields
+    if "status" in fields:
+        status = fields["status"]
+        if status not in STATUSES:
+            raise InvalidPayload(_("Unknown status."), code="invalid_status")
+        until = fields.get("snoozed_until")
+        if status == "snoozed" and until is None:
+            raise InvalidPayload(
+                _("Snoozing needs a snoozed_until time."), code="snooze_needs_time"
+            )
+        if until is not None and until.tzinfo is None:
+            raise InvalidPayload(_("Times must include a time zone."), code="naive_time")
+        _set_status(session, conversation, status, actor=actor, snoozed_until=until)
+    if "assignee_id" in fields and fields["assignee_id"] != conversation.assignee_id:
+        assignee = fields["assignee_id"]
+        if assignee is not None:
+            await get_scoped(session, User, assignee, workspace_id)
+        previous = conversation.assignee_id
+        conversation.assignee_id = assignee
+        events.record(
+            session,
+            "conversation.assigned" if assignee else "conversation.unassigned",
+            workspace_id=workspace_id,
+            actor=actor,
+            conversation_id=conversation.id,
+            contact_id=conversation.contact_id,
+            data={"assignee_id": _s(assignee), "previous_assignee_id": _s(previous)},
+        )
+    if "team_id" in fields and fields["team_id"] != conversation.team_id:
+        team = fields["team_id"]
+        if team is not None:
+            await get_scoped(session, Team, team, workspace_id)
+        previous = conversation.team_id
+        conversation.team_id = team
+        events.record(
+            session,
+            "conversation.team_changed",
+            workspace_id=workspace_id,
+            actor=actor,
+            conversation_id=conversation.id,
+            contact_id=conversation.contact_id,
+            data={"team_id": _s(team), "previous_team_id": _s(previous)},
+        )
+    if "priority" in fields and fields["priority"] != conversation.priority:
+        if fields["priority"] not in PRIORITIES:
+            raise InvalidPayload(_("Unknown priority."), code="invalid_priority")
+        events.record(
+            session,
+            "conversation.priority_changed",
+            workspace_id=workspace_id,
+            actor=actor,
+            conversation_id=conversation.id,
+            contact_id=conversation.contact_id,
+            data={"from": conversation.priority, "to": fields["priority"]},
+        )
+        conversation.priority = fields["priority"]
+    return conversation
+
+
+async def do_label(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    label: str,
+    add: bool,
+    actor: Actor,
+) -> Conversation:
+    """Add or remove a label; a no-op records nothing."""
+    label = label.strip().lower()
+    if not label or len(label) > 64:
+        raise InvalidPayload(_("A label has 1 to 64 characters."), code="invalid_label")
+    conversation = await repository.get(session, workspace_id, conversation_id)
+    if add:
+        if await repository.has_label(session, conversation.id, label):
+            return conversation
+        session.add(
+            ConversationLabel(
+                conversation_id=conversation.id, label=label, workspace_id=workspace_id
+            )
+        )
+    elif not await repository.remove_label(session, conversation.id, label):
+        return conversation
+    events.record(
+        session,
+        "conversation.label_added" if add else "conversation.label_removed",
+        workspace_id=workspace_id,
+        actor=actor,
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        data={"label": label},
+    )
+    return conversation
+
+
+def _s(value: uuid.UUID | None) -> str | None:
+    return str(value) if value else None

@@ -1,0 +1,40 @@
+"""Request dependencies: the transaction and the authenticated principal."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hilo.auth.service import Principal, authenticate_token
+from hilo.db import Database
+from hilo.errors import Unauthorized
+
+
+def get_db(request: Request) -> Database:
+    """The application's database."""
+    db: Database = request.app.state.db
+    return db
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    # The request owns the transaction: it commits after the endpoint returns and before
+    # the response is sent (scope="function"), so a 2xx means the data is stored.
+    async with get_db(request).transaction() as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
+async def _principal(request: Request, session: Session) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _sep, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized()
+    return await authenticate_token(session, token.strip())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_principal)]

@@ -1,0 +1,229 @@
+"""The path of a message, top to bottom.
+
+Inbound: a provider calls a webhook → :func:`receive_webhook` verifies the signature over
+the raw body and stores each item once per (channel, provider id), with an
+``inbound.process`` job, in one transaction → the caller commits and answers 2xx → the worker
+runs :func:`process_inbound`: resolve the contact, continue their conversation whatever the
+channel, append the message, record events → after commit, live listeners hear of it.
+
+Outbound: ``conversations.service.do_create_message`` queues the reply with an
+``outbound.send`` job → :func:`send_outbound` delivers it through the channel's adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hilo import events, http
+from hilo.channels import repository as channel_repository
+from hilo.channels import service as channels
+from hilo.channels.base import InboundItem, IngestResult, OutboundMessage, RawRequest, SendError
+from hilo.channels.registry import get_adapter
+from hilo.clock import now
+from hilo.contacts import repository as contact_repository
+from hilo.contacts import service as contacts
+from hilo.conversations import service as conversations
+from hilo.errors import NotFound
+from hilo.events import Actor
+from hilo.i18n import _
+from hilo.ids import new_id
+from hilo.jobs.registry import RetryLater, job
+from hilo.jobs.service import enqueue
+from hilo.jobs.worker import JobContext
+from hilo.models import Channel, InboundEvent, Message, Workspace
+from hilo.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+async def receive_webhook(
+    session: AsyncSession, *, channel_type: str, channel_id: uuid.UUID, request: RawRequest
+) -> tuple[int, Any]:
+    """Verify, store once, and say what the provider should be answered."""
+    adapter = get_adapter(channel_type)
+    channel = await channel_repository.get_for_webhook(session, channel_id)
+    if channel is None or channel.type != channel_type or not channel.active:
+        raise NotFound(_("Unknown channel."), code="unknown_channel")
+    context = channels.context(channel)
+    adapter.verify(request, context)
+    items = adapter.parse_inbound(request, context)
+    results = [await _store_once(session, channel, item, request) for item in items]
+    return adapter.acknowledge(results)
+
+
+async def _store_once(
+    session: AsyncSession, channel: Channel, item: InboundItem, request: RawRequest
+) -> IngestResult:
+    event_id, message_id = new_id(), new_id()
+    inserted = await channel_repository.insert_inbound_once(
+        session,
+        {
+            "id": event_id,
+            "workspace_id": channel.workspace_id,
+            "channel_id": channel.id,
+            "provider_event_id": item.provider_event_id,
+            "message_id": message_id,
+            "raw_body": request.body,
+            "item": item.to_json(),
+            "status": "pending",
+            "received_at": request.received_at,
+        },
+    )
+    if inserted:
+        enqueue(
+            session,
+            "inbound.process",
+            {"inbound_event_id": str(event_id)},
+            workspace_id=channel.workspace_id,
+        )
+        return IngestResult(item.provider_event_id, message_id, duplicate=False)
+    existing = await channel_repository.existing_inbound(
+        session, channel.id, item.provider_event_id
+    )
+    log.info("duplicate delivery on channel %s ignored", channel.id)
+    return IngestResult(item.provider_event_id, existing.message_id, duplicate=True)
+
+
+@job("inbound.process")
+async def process_inbound(ctx: JobContext) -> None:
+    """Turn a stored delivery into a message in the customer's one conversation."""
+    async with ctx.db.transaction() as session:
+        inbound = await session.get(InboundEvent, uuid.UUID(ctx.payload["inbound_event_id"]))
+        if inbound is not None and inbound.status == "pending":
+            item = InboundItem.from_json(inbound.item)
+            if item.kind == "message" and item.sender is not None:
+                await _deliver_message(session, inbound, item, is_sqlite=ctx.db.is_sqlite)
+                inbound.status = "processed"
+            else:
+                inbound.status = "unsupported"
+            inbound.processed_at = now()
+        await ctx.finish(session)
+
+
+async def _deliver_message(
+    session: AsyncSession, inbound: InboundEvent, item: InboundItem, *, is_sqlite: bool
+) -> None:
+    assert item.sender is not None
+    channel = await session.get_one(Channel, inbound.channel_id)
+    workspace = await session.get_one(Workspace, inbound.workspace_id)
+    adapter = get_adapter(channel.type)
+    sender = item.sender
+    claims: list[contacts.Claim] = []
+    if sender.phone and (phone := contacts.normalise_phone(sender.phone, workspace.default_region)):
+        claims.append(contacts.Claim("phone", "", phone, verified=sender.phone_verified))
+    if sender.email and (email := contacts.normalise_email(sender.email)):
+        claims.append(contacts.Claim("email", "", email, verified=sender.email_verified))
+    resolution = await contacts.resolve_sender(
+        session,
+        workspace_id=workspace.id,
+        sender_claim=contacts.Claim(
+            adapter.identity_kind,
+            channels.identity_scope(channel),
+            sender.external_id,
+            verified=True,
+        ),
+        other_claims=claims,
+        name=sender.name,
+        channel_id=channel.id,
+    )
+    contact = resolution.contact
+    if not resolution.created:
+        await contact_repository.lock(session, contact, is_sqlite=is_sqlite)
+    window_days = workspace.reopen_window_days or get_settings().reopen_window_days
+    conversation = await conversations.continue_for_inbound(
+        session,
+        workspace=workspace,
+        contact=contact,
+        channel_id=channel.id,
+        at=inbound.received_at,
+        reopen_window=timedelta(days=window_days),
+    )
+    conversations.do_append_inbound(
+        session,
+        conversation=conversation,
+        contact=contact,
+        message_id=inbound.message_id,
+        channel_id=channel.id,
+        channel_type=channel.type,
+        provider_message_id=item.provider_event_id,
+        text=item.text,
+        attachments=item.attachments,
+        sent_at=datetime.fromisoformat(item.sent_at) if item.sent_at else None,
+        at=inbound.received_at,
+        inbound_event_id=inbound.id,
+    )
+
+
+@job("outbound.send")
+async def send_outbound(ctx: JobContext) -> None:
+    """Deliver a queued reply once; retry with backoff; give up after the configured hours.
+
+    The shared rules of every channel live here: notes are never sent, a customer's own
+    message is never echoed back, and a failure is recorded on the message.
+    """
+    message_id = uuid.UUID(ctx.payload["message_id"])
+    async with ctx.db.transaction() as session:
+        message = await session.get(Message, message_id)
+        if message is None or message.kind != "outbound" or message.status != "queued":
+            await ctx.finish(session)
+            return
+        channel = await session.get_one(Channel, message.channel_id)
+        recipient = await channels.recipient(session, channel, message.contact_id)
+        context = channels.context(channel)
+        outbound = OutboundMessage(
+            message_id=message.id,
+            conversation_id=message.conversation_id,
+            recipient=recipient or "",
+            text=message.text,
+            created_at=message.created_at,
+            attachments=message.attachments,
+        )
+    give_up_at = message.created_at + timedelta(hours=get_settings().outbound_give_up_hours)
+    try:
+        if recipient is None:
+            raise SendError("the contact has no address on this channel", retryable=False)
+        result = await get_adapter(channel.type).send(http.client(), context, outbound)
+    except SendError as exc:
+        if exc.retryable and now() < give_up_at:
+            async with ctx.db.transaction() as session:
+                row = await session.get_one(Message, message_id)
+                row.error = str(exc)[:2000]
+            log.warning("delivery of message %s failed, will retry: %s", message_id, exc)
+            raise RetryLater(str(exc)) from exc
+        async with ctx.db.transaction() as session:
+            row = await session.get_one(Message, message_id)
+            _mark(session, row, "failed", error=str(exc))
+            await ctx.finish(session)
+        return
+    async with ctx.db.transaction() as session:
+        row = await session.get_one(Message, message_id)
+        row.provider_message_id = result.provider_message_id
+        _mark(session, row, "sent")
+        await ctx.finish(session)
+
+
+def _mark(
+    session: AsyncSession, message: Message, status: str, *, error: str | None = None
+) -> None:
+    message.status = status
+    message.updated_at = now()
+    message.error = error[:2000] if error else None
+    data: dict[str, Any] = {"status": status}
+    if error:
+        data["error"] = error[:500]
+    events.record(
+        session,
+        f"message.{status}",
+        workspace_id=message.workspace_id,
+        actor=Actor.system(),
+        channel_id=message.channel_id,
+        conversation_id=message.conversation_id,
+        contact_id=message.contact_id,
+        message_id=message.id,
+        data=data,
+    )

@@ -1,0 +1,1 @@
+"""Durable jobs: rows written with the change that caused them, run by workers with retries."""

@@ -1,0 +1,197 @@
+"""The worker pool: claims due jobs with a lease, runs them, retries with backoff.
+
+A job's effects and its completion commit in one transaction (see ``JobContext.finish``): if
+a worker dies half-way, the lease runs out and another worker runs the job again from the
+start, and a worker that lost its lease cannot commit. Handlers therefore run at least once
+and their database effects land exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hilo.clock import now
+from hilo.db import Database
+from hilo.jobs import service
+from hilo.jobs.registry import HANDLERS, GiveUp, RetryLater
+from hilo.models import Job
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at ten minutes."""
+    base = min(2 ** max(attempts - 1, 0), MAX_BACKOFF.total_seconds())
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+class LeaseLost(Exception):
+    """Another worker took this job after our lease expired; our work must not commit."""
+
+
+class JobContext:
+    """What a handler gets: the job, the database, and the means to finish the job."""
+
+    def __init__(self, db: Database, job: Job, worker_id: str) -> None:
+        self.db = db
+        self.job = job
+        self.worker_id = worker_id
+        self.finished = False
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload
+
+    async def finish(self, session: AsyncSession) -> None:
+        """Complete the job inside ``session``'s transaction, with the handler's effects."""
+        result = await session.execute(
+            delete(Job).where(Job.id == self.job.id, Job.locked_by == self.worker_id)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost(f"job {self.job.id} was taken by another worker")
+        self.finished = True
+
+
+class Worker:
+    """Runs jobs from the queue with ``concurrency`` tasks at most."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        concurrency: int = 4,
+        poll_seconds: float = 1.0,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.lease = timedelta(seconds=lease_seconds)
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Look for due jobs now (called after a commit that enqueued one)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and run jobs until :meth:`stop`."""
+        service.add_waker(self.wake)
+        try:
+            while not self._stopping:
+                free = self.concurrency - len(self._running)
+                claimed: list[Job] = []
+                if free > 0:
+                    try:
+                        claimed = await self._claim(free)
+                    except Exception:
+                        log.exception("claiming jobs failed")
+                        await asyncio.sleep(self.poll_seconds)
+                for row in claimed:
+                    task = asyncio.create_task(self._run_one(row))
+                    self._running.add(task)
+                    task.add_done_callback(self._done)
+                if claimed and len(claimed) == free:
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        finally:
+            service.remove_waker(self.wake)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming, and wait for the jobs already running."""
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _claim(self, limit: int) -> list[Job]:
+        moment = now()
+        due = or_(
+            and_(Job.status == "queued", Job.run_at <= moment),
+            and_(Job.status == "running", Job.locked_until < moment),
+        )
+        names = list(HANDLERS)
+        pick = select(Job.id).where(due, Job.name.in_(names)).order_by(Job.run_at).limit(limit)
+        if not self.db.is_sqlite:
+            pick = pick.with_for_update(skip_locked=True)
+        async with self.db.transaction() as session:
+            ids = list((await session.scalars(pick)).all())
+            if not ids:
+                return []
+            rows = list(
+                (
+                    await session.scalars(
+                        update(Job)
+                        .where(Job.id.in_(ids))
+                        .values(
+                            status="running",
+                            locked_by=self.worker_id,
+                            attempts=Job.attempts + 1,
+                            locked_until=moment + self.lease,
+                        )
+                        .returning(Job)
+                    )
+                ).all()
+            )
+        return rows
+
+    async def _run_one(self, row: Job) -> None:
+        handler = HANDLERS[row.name]
+        ctx = JobContext(self.db, row, self.worker_id)
+        try:
+            await handler(ctx)
+            if not ctx.finished:
+                async with self.db.transaction() as session:
+                    await ctx.finish(session)
+        except LeaseLost:
+            log.warning("job %s %s lost its lease; left to the other worker", row.id, row.name)
+        except RetryLater as exc:
+            await self._reschedule(row, str(exc), exc.delay or backoff(row.attempts))
+        except GiveUp as exc:
+            await self._fail(row, str(exc))
+        except Exception as exc:
+            log.exception("job %s %s failed (attempt %s)", row.id, row.name, row.attempts)
+            await self._reschedule(row, f"{type(exc).__name__}: {exc}", backoff(row.attempts))
+
+    async def _reschedule(self, row: Job, error: str, delay: timedelta) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == row.id, Job.locked_by == self.worker_id)
+                .values(
+                    status="queued",
+                    run_at=now() + delay,
+                    locked_by=None,
+                    locked_until=None,
+                    last_error=error[:2000],
+                )
+            )
+
+    async def _fail(self, row: Job, error: str) -> None:
+        log.warning("job %s %s gave up: %s", row.id, row.name, error)
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == row.id, Job.locked_by == self.worker_id)
+                .values(status="failed", finished_at=now(), last_error=error[:2000])
+            )
