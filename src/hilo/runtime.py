@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
-
 from sqlalchemy import update
 
 import hilo.flows  # noqa: F401  (registers the inbound and outbound jobs)
 from hilo import events
+from hilo.audit.tasks import Sealer, wake_on_events
 from hilo.db import Database
 from hilo.jobs.worker import Worker
 from hilo.models import Job
@@ -29,7 +28,7 @@ class Runtime:
             concurrency=settings.worker_concurrency,
             lease_seconds=settings.job_lease_seconds,
         )
-        self.sealer: Any = None
+        self.sealer: Sealer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, *, workers: bool) -> None:
@@ -39,12 +38,8 @@ class Runtime:
         if self.db.is_sqlite:
             await self._recover_embedded_jobs()
         self._tasks.append(asyncio.create_task(self.worker.run(), name="hilo-worker"))
-        try:
-            from hilo.audit.tasks import Sealer
-        except ImportError:  # pragma: no cover - the audit package is optional at start-up
-            return
         self.sealer = Sealer(self.db)
-        events.add_listener(self.sealer.wake_on_events)
+        events.add_listener(wake_on_events)
         self._tasks.append(asyncio.create_task(self.sealer.run(), name="hilo-sealer"))
 
     async def _recover_embedded_jobs(self) -> None:
@@ -63,7 +58,7 @@ class Runtime:
         """Stop the background tasks, letting running jobs finish."""
         await self.worker.stop()
         if self.sealer is not None:
-            events.remove_listener(self.sealer.wake_on_events)
+            events.remove_listener(wake_on_events)
             await self.sealer.stop()
         for task in self._tasks:
             task.cancel()
