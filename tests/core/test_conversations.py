@@ -11,7 +11,9 @@ from tests.core.test_api_channel import create_channel, message, message_visible
 from tests.helpers import post_api_message
 
 
-def start_conversation(api: Api, sender: str = "c-1", **extra: Any) -> tuple[dict[str, Any], dict[str, Any], str]:
+def start_conversation(
+    api: Api, sender: str = "c-1", **extra: Any
+) -> tuple[dict[str, Any], dict[str, Any], str]:
     channel = create_channel(api)
     sent = post_api_message(api, channel["id"], channel["secret"], message(sender, "Hola", **extra))
     contact = wait_for(lambda: message_visible(api, sent.json()["message_id"]))
@@ -19,7 +21,10 @@ def start_conversation(api: Api, sender: str = "c-1", **extra: Any) -> tuple[dic
 
 
 def event_types(api: Api, conversation_id: str) -> list[str]:
-    return [e["type"] for e in api.get(f"/api/v1/conversations/{conversation_id}/events").json()["items"]]
+    return [
+        e["type"]
+        for e in api.get(f"/api/v1/conversations/{conversation_id}/events").json()["items"]
+    ]
 
 
 def age_resolution(api: Api, conversation_id: str, days: int) -> None:
@@ -45,12 +50,17 @@ def age_resolution(api: Api, conversation_id: str, days: int) -> None:
 
 def test_status_assignment_and_labels_are_events_in_the_trail(api: Api) -> None:
     _channel, _contact, conversation_id = start_conversation(api)
-    patched = api.patch(f"/api/v1/conversations/{conversation_id}", json={"status": "pending", "priority": "high"})
+    patched = api.patch(
+        f"/api/v1/conversations/{conversation_id}", json={"status": "pending", "priority": "high"}
+    )
     assert patched.status_code == 200, patched.text
     assert patched.json()["status"] == "pending" and patched.json()["priority"] == "high"
     labelled = api.post(f"/api/v1/conversations/{conversation_id}/labels", json={"label": "Averia"})
     assert labelled.json()["labels"] == ["averia"]
-    assert api.get("/api/v1/conversations", params={"label": "averia"}).json()["items"][0]["id"] == conversation_id
+    assert (
+        api.get("/api/v1/conversations", params={"label": "averia"}).json()["items"][0]["id"]
+        == conversation_id
+    )
     assert api.get("/api/v1/conversations", params={"label": "otra"}).json()["items"] == []
     removed = api.delete(f"/api/v1/conversations/{conversation_id}/labels/averia")
     assert removed.json()["labels"] == []
@@ -89,7 +99,9 @@ def test_customer_message_reopens_recently_resolved_conversation(api: Api) -> No
     channel, contact, conversation_id = start_conversation(api, sender="c-9")
     api.patch(f"/api/v1/conversations/{conversation_id}", json={"status": "resolved"})
     age_resolution(api, conversation_id, days=5)
-    again = post_api_message(api, channel["id"], channel["secret"], message("c-9", "Vuelve a fallar"))
+    again = post_api_message(
+        api, channel["id"], channel["secret"], message("c-9", "Vuelve a fallar")
+    )
     wait_for(lambda: len(timeline(api, contact["id"])) == 2)
     items = timeline(api, contact["id"])
     assert {i["conversation_id"] for i in items} == {conversation_id}
@@ -123,7 +135,12 @@ def test_merge_loses_nothing_and_absorbed_id_points_to_survivor(api: Api) -> Non
     assert api.get(f"/api/v1/contacts/{second['id']}").json()["id"] == first["id"]
     listed = [c["id"] for c in api.get("/api/v1/contacts").json()["items"]]
     assert listed == [first["id"]]
-    assert api.post(f"/api/v1/contacts/{first['id']}/merge", json={"contact_id": first["id"]}).status_code == 422
+    assert (
+        api.post(
+            f"/api/v1/contacts/{first['id']}/merge", json={"contact_id": first["id"]}
+        ).status_code
+        == 422
+    )
     trail = api.get(f"/api/v1/conversations/{second_conversation}").json()
     assert trail["contact_id"] == first["id"]
 

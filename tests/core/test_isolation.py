@@ -32,7 +32,9 @@ UNSCOPED = {
 
 def populated_workspace(api: Api) -> dict[str, str]:
     channel = create_channel(api)
-    first = post_api_message(api, channel["id"], channel["secret"], message("b-1", "secreto", phone="+34600111222"))
+    first = post_api_message(
+        api, channel["id"], channel["secret"], message("b-1", "secreto", phone="+34600111222")
+    )
     second = post_api_message(api, channel["id"], channel["secret"], message("b-2", "otro secreto"))
     contact = wait_for(lambda: message_visible(api, first.json()["message_id"]))
     other = wait_for(lambda: message_visible(api, second.json()["message_id"]))
