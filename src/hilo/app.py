@@ -13,10 +13,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hilo import __version__, http
+from hilo.auth.endpoints import router as auth_router
 from hilo.channels.endpoints import router as channels_router
 from hilo.channels.endpoints import webhooks as webhooks_router
 from hilo.contacts.endpoints import router as contacts_router
 from hilo.conversations.endpoints import router as conversations_router
+from hilo.crm.endpoints import router as crm_router
 from hilo.db import Database
 from hilo.errors import HiloError
 from hilo.i18n import _, negotiate, translate
@@ -91,6 +93,13 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (channels_router, webhooks_router, contacts_router, conversations_router):
+    for router in (
+        channels_router,
+        webhooks_router,
+        contacts_router,
+        conversations_router,
+        crm_router,
+        auth_router,
+    ):
         app.include_router(router)
     return app

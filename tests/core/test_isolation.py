@@ -18,6 +18,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/api/v1/conversations/{conversation_id}"): {"status": "pending"},
     ("post", "/api/v1/conversations/{conversation_id}/labels"): {"label": "vip"},
     ("post", "/api/v1/conversations/{conversation_id}/messages"): {"text": "hola"},
+    ("patch", "/api/v1/contacts/{contact_id}"): {"name": "Intruso"},
+    ("patch", "/api/v1/deals/{deal_id}"): {"stage": "won"},
+    ("post", "/api/v1/teams/{team_id}/members"): {"user_id": "{user_id}"},
 }
 # Routes with no workspace object in their path, and what proves they leak nothing.
 UNSCOPED = {
@@ -27,6 +30,14 @@ UNSCOPED = {
     ("post", "/api/v1/channels"),
     ("post", "/api/v1/stream/tickets"),
     ("get", "/api/v1/stream/sse"),
+    ("get", "/api/v1/companies"),
+    ("post", "/api/v1/companies"),
+    ("get", "/api/v1/deals"),
+    ("post", "/api/v1/deals"),
+    ("get", "/api/v1/users"),
+    ("post", "/api/v1/users"),
+    ("get", "/api/v1/teams"),
+    ("post", "/api/v1/teams"),
 }
 
 
@@ -40,7 +51,21 @@ def populated_workspace(api: Api) -> dict[str, str]:
     other = wait_for(lambda: message_visible(api, second.json()["message_id"]))
     conversation_id = timeline(api, contact["id"])[0]["conversation_id"]
     api.post(f"/api/v1/conversations/{conversation_id}/labels", json={"label": "vip"})
+    company = api.post("/api/v1/companies", json={"name": "Rent a Car Sur"}).json()
+    deal = api.post(
+        "/api/v1/deals",
+        json={"title": "Flota 2027", "contact_id": contact["id"], "amount": "1200.50"},
+    ).json()
+    team = api.post("/api/v1/teams", json={"name": "Asistencia"}).json()
+    user = api.post(
+        "/api/v1/users",
+        json={"email": "ana@example.com", "password": "correct horse", "role": "agent"},
+    ).json()
     return {
+        "company_id": company["id"],
+        "deal_id": deal["id"],
+        "team_id": team["id"],
+        "user_id": user["id"],
         "contact_id": contact["id"],
         "other_contact_id": other["id"],
         "conversation_id": conversation_id,
@@ -99,6 +124,11 @@ def test_every_route_answers_404_for_another_workspaces_objects(api: Api, server
     assert theirs["conversation_id"] not in str(mine.get("/api/v1/conversations").json())
     assert theirs["channel_id"] not in str(mine.get("/api/v1/channels").json())
     assert mine.get("/api/v1/contacts", params={"q": "secreto"}).json()["items"] == []
+    for listing in ("companies", "deals", "users", "teams"):
+        assert mine.get(f"/api/v1/{listing}").json()["items"] == [], listing
+    # Their contact cannot be linked to my deals either.
+    linked = mine.post("/api/v1/deals", json={"title": "x", "contact_id": theirs["contact_id"]})
+    assert linked.status_code == 404
     assert mine.get("/api/v1/contacts", params={"phone": "+34600111222"}).json()["items"] == []
     # And their data is untouched.
     assert [i["text"] for i in timeline(api, theirs["contact_id"])] == ["secreto"]

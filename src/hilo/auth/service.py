@@ -17,8 +17,8 @@ from hilo.crypto import hash_token
 from hilo.errors import Conflict, InvalidPayload, Unauthorized
 from hilo.events import Actor
 from hilo.i18n import _
-from hilo.models import ApiToken, User, Workspace
-from hilo.scoping import scoped
+from hilo.models import ApiToken, Team, TeamMember, User, Workspace
+from hilo.scoping import get_scoped, scoped
 
 ROLES = ("admin", "supervisor", "agent")
 _hasher = PasswordHasher()
@@ -164,3 +164,59 @@ async def do_create_user(
         data={"user_id": str(user.id), "role": role},
     )
     return user
+
+
+async def list_users(session: AsyncSession, workspace_id: uuid.UUID) -> list[User]:
+    """The workspace's users, by e-mail."""
+    query = scoped(User, workspace_id).order_by(User.email)
+    return list((await session.scalars(query)).all())
+
+
+async def list_teams(session: AsyncSession, workspace_id: uuid.UUID) -> list[Team]:
+    """The workspace's teams, by name."""
+    query = scoped(Team, workspace_id).order_by(Team.name)
+    return list((await session.scalars(query)).all())
+
+
+async def do_create_team(
+    session: AsyncSession, *, workspace_id: uuid.UUID, name: str, actor: Actor
+) -> Team:
+    """A new team; names are unique in a workspace."""
+    name = name.strip()
+    existing = (await session.scalars(scoped(Team, workspace_id).where(Team.name == name))).first()
+    if existing is not None:
+        raise Conflict(_("A team with that name exists."), code="team_exists")
+    team = Team(workspace_id=workspace_id, name=name, created_at=now())
+    session.add(team)
+    await session.flush()
+    events.record(
+        session,
+        "team.created",
+        workspace_id=workspace_id,
+        actor=actor,
+        data={"team_id": str(team.id)},
+    )
+    return team
+
+
+async def do_add_member(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    team_id: uuid.UUID,
+    user_id: uuid.UUID,
+    actor: Actor,
+) -> None:
+    """Put a user of the workspace in one of its teams (idempotent)."""
+    team = await get_scoped(session, Team, team_id, workspace_id)
+    user = await get_scoped(session, User, user_id, workspace_id)
+    if await session.get(TeamMember, (team.id, user.id)) is not None:
+        return
+    session.add(TeamMember(team_id=team.id, user_id=user.id, workspace_id=workspace_id))
+    events.record(
+        session,
+        "team.member_added",
+        workspace_id=workspace_id,
+        actor=actor,
+        data={"team_id": str(team.id), "user_id": str(user.id)},
+    )
