@@ -27,6 +27,7 @@ from hilo.channels.registry import get_adapter
 from hilo.clock import now
 from hilo.contacts import repository as contact_repository
 from hilo.contacts import service as contacts
+from hilo.conversations import repository as conversation_repository
 from hilo.conversations import service as conversations
 from hilo.errors import NotFound
 from hilo.events import Actor
@@ -54,6 +55,17 @@ async def receive_webhook(
     items = adapter.parse_inbound(request, context)
     results = [await _store_once(session, channel, item, request) for item in items]
     return adapter.acknowledge(results)
+
+
+async def answer_handshake(
+    session: AsyncSession, *, channel_type: str, channel_id: uuid.UUID, request: RawRequest
+) -> tuple[int, str]:
+    """A provider's GET set-up check (Meta's ``hub.challenge``, for one)."""
+    adapter = get_adapter(channel_type)
+    channel = await channel_repository.get_for_webhook(session, channel_id)
+    if channel is None or channel.type != channel_type:
+        raise NotFound(_("Unknown channel."), code="unknown_channel")
+    return adapter.handshake(request, channels.context(channel))
 
 
 async def _store_once(
@@ -99,10 +111,64 @@ async def process_inbound(ctx: JobContext) -> None:
             if item.kind == "message" and item.sender is not None:
                 await _deliver_message(session, inbound, item, is_sqlite=ctx.db.is_sqlite)
                 inbound.status = "processed"
+            elif item.kind == "status":
+                message = await _find_ours(session, inbound.channel_id, item)
+                if message is None and ctx.job.attempts < STATUS_ATTEMPTS:
+                    # The receipt can outrun our own record of the send: look again shortly.
+                    raise RetryLater("status for an unknown message", delay=STATUS_RETRY)
+                if message is not None:
+                    _apply_status(session, message, item)
+                inbound.status = "processed" if message else "orphan"
+            elif item.kind == "edit":
+                message = await _find_ours(session, inbound.channel_id, item)
+                if message is not None:
+                    _apply_edit(session, message, item)
+                inbound.status = "processed" if message else "orphan"
             else:
                 inbound.status = "unsupported"
             inbound.processed_at = now()
         await ctx.finish(session)
+
+
+STATUS_ATTEMPTS = 5
+STATUS_RETRY = timedelta(seconds=2)
+# Receipts only move a message forward: a late "delivered" never undoes "read".
+STATUS_RANK = {"queued": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+async def _find_ours(
+    session: AsyncSession, channel_id: uuid.UUID, item: InboundItem
+) -> Message | None:
+    provider_id = str(item.data.get("provider_message_id", ""))
+    return await conversation_repository.by_provider_id(session, channel_id, provider_id)
+
+
+def _apply_status(session: AsyncSession, message: Message, item: InboundItem) -> None:
+    status = str(item.data.get("status", ""))
+    current = STATUS_RANK.get(message.status, 0)
+    if status == "failed":
+        if current <= STATUS_RANK["sent"] and message.status != "failed":
+            _mark(session, message, "failed", error=str(item.data.get("error") or "failed"))
+    elif status in STATUS_RANK and STATUS_RANK[status] > current and message.status != "failed":
+        _mark(session, message, status)
+
+
+def _apply_edit(session: AsyncSession, message: Message, item: InboundItem) -> None:
+    previous = message.text
+    message.text = item.text
+    message.updated_at = now()
+    events.record(
+        session,
+        "message.edited",
+        workspace_id=message.workspace_id,
+        actor=Actor.contact(message.contact_id),
+        channel_id=message.channel_id,
+        conversation_id=message.conversation_id,
+        contact_id=message.contact_id,
+        message_id=message.id,
+        # The trail keeps what the customer first wrote; erasure redacts it with the rest.
+        data={"previous_text": previous},
+    )
 
 
 async def _deliver_message(

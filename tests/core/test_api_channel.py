@@ -237,3 +237,10 @@ def test_private_note_is_never_sent(api: Api) -> None:
         assert app.attempts == 0
     finally:
         app.stop()
+
+
+def test_api_channel_has_no_setup_check(api: Api) -> None:
+    channel = create_channel(api)
+    response = httpx.get(f"{api.base_url}/webhooks/api/{channel['id']}?hub.challenge=1")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "no_handshake"

@@ -29,7 +29,7 @@ from hilo.channels.base import (
     SendResult,
 )
 from hilo.crypto import constant_time_equal, hmac_sha256_hex, new_secret
-from hilo.errors import InvalidPayload, InvalidSignature, StaleSignature
+from hilo.errors import InvalidPayload, InvalidSignature, NotFound, StaleSignature
 from hilo.i18n import _
 from hilo.settings import get_settings
 
@@ -120,6 +120,9 @@ class ApiChannel:
     def acknowledge(self, results: list[IngestResult]) -> tuple[int, Any]:
         result = results[0]
         return 200, {"message_id": str(result.message_id), "duplicate": result.duplicate}
+
+    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
+        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
 
     async def send(
         self, client: httpx.AsyncClient, channel: ChannelContext, message: OutboundMessage

@@ -52,7 +52,14 @@ class Sender:
 
 @dataclass
 class InboundItem:
-    """One thing a delivery reports: a message, or (later) a status change."""
+    """One thing a delivery reports.
+
+    ``kind``: ``message`` (a customer's message), ``status`` (a delivery receipt for one of
+    our messages: ``data`` holds ``provider_message_id``, ``status`` — sent, delivered, read
+    or failed — and optionally ``error``), ``edit`` (the customer edited a message:
+    ``data["provider_message_id"]`` and the new ``text``), or ``unsupported`` (stored for
+    the trail, nothing else happens).
+    """
 
     provider_event_id: str
     kind: str
@@ -138,6 +145,10 @@ class ChannelAdapter(Protocol):
 
     def acknowledge(self, results: list[IngestResult]) -> tuple[int, Any]:
         """The status and JSON body the provider expects once the delivery is stored."""
+        ...
+
+    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
+        """Answer a provider's GET set-up check (status, plain-text body); 404 if none."""
         ...
 
     async def send(

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette import status as http_status
 
 from hilo import flows
@@ -75,19 +75,49 @@ async def read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+def public_url(request: Request) -> str:
+    """The URL the provider called, which signatures such as Twilio's cover.
+
+    Behind a proxy, ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` say what the provider
+    saw; otherwise ``HILO_PUBLIC_URL`` does.
+    """
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    host = request.headers.get("x-forwarded-host")
+    if host:
+        proto = request.headers.get("x-forwarded-proto", "https").split(",")[0].strip()
+        return f"{proto}://{host.split(',')[0].strip()}{path}"
+    return get_settings().public_url.rstrip("/") + path
+
+
+def raw_request(request: Request, body: bytes) -> RawRequest:
+    """What adapters see of a webhook request."""
+    return RawRequest(
+        body=body,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        query=dict(request.query_params),
+        url=public_url(request),
+        received_at=now(),
+    )
+
+
+@webhooks.get("/{channel_type}/{channel_id}")
+async def handshake(
+    channel_type: str, channel_id: uuid.UUID, request: Request, session: Session
+) -> PlainTextResponse:
+    """A provider's set-up check, answered by the channel's adapter."""
+    status, text = await flows.answer_handshake(
+        session, channel_type=channel_type, channel_id=channel_id, request=raw_request(request, b"")
+    )
+    return PlainTextResponse(text, status_code=status)
+
+
 @webhooks.post("/{channel_type}/{channel_id}")
 async def receive(
     channel_type: str, channel_id: uuid.UUID, request: Request, session: Session
 ) -> Any:
     """A provider's delivery: verified, stored once, then acknowledged."""
     body = await read_body(request)
-    raw = RawRequest(
-        body=body,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        query=dict(request.query_params),
-        url=str(request.url),
-        received_at=now(),
-    )
+    raw = raw_request(request, body)
     status, payload = await flows.receive_webhook(
         session, channel_type=channel_type, channel_id=channel_id, request=raw
     )

@@ -169,3 +169,15 @@ async def get_message(
 ) -> Message:
     """A message of the workspace, or NotFound."""
     return await get_scoped(session, Message, message_id, workspace_id)
+
+
+async def by_provider_id(
+    session: AsyncSession, channel_id: uuid.UUID, provider_message_id: str
+) -> Message | None:
+    """The message a provider knows by that id on that channel."""
+    if not provider_message_id:
+        return None
+    query = select(Message).where(
+        Message.channel_id == channel_id, Message.provider_message_id == provider_message_id
+    )
+    return (await session.scalars(query.limit(1))).first()
