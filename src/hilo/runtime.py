@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
 from sqlalchemy import update
 
 import hilo.flows  # noqa: F401  (registers the inbound and outbound jobs)
