@@ -37,6 +37,11 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=base * random.uniform(0.8, 1.2))
 
 
+def held(job: Job, worker_id: str) -> tuple[Any, ...]:
+    """The job row as this claim left it: a later claim, even by us, bumped ``attempts``."""
+    return (Job.id == job.id, Job.locked_by == worker_id, Job.attempts == job.attempts)
+
+
 class LeaseLost(Exception):
     """Another worker took this job after our lease expired; our work must not commit."""
 
@@ -57,7 +62,7 @@ class JobContext:
     async def finish(self, session: AsyncSession) -> None:
         """Complete the job inside ``session``'s transaction, with the handler's effects."""
         result = await session.execute(
-            delete(Job).where(Job.id == self.job.id, Job.locked_by == self.worker_id)
+            delete(Job).where(*held(self.job, self.worker_id))
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(f"job {self.job.id} was taken by another worker")
@@ -177,7 +182,7 @@ class Worker:
         async with self.db.transaction() as session:
             await session.execute(
                 update(Job)
-                .where(Job.id == row.id, Job.locked_by == self.worker_id)
+                .where(*held(row, self.worker_id))
                 .values(
                     status="queued",
                     run_at=now() + delay,
@@ -192,6 +197,6 @@ class Worker:
         async with self.db.transaction() as session:
             await session.execute(
                 update(Job)
-                .where(Job.id == row.id, Job.locked_by == self.worker_id)
+                .where(*held(row, self.worker_id))
                 .values(status="failed", finished_at=now(), last_error=error[:2000])
             )
