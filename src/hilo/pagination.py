@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from hilo.errors import InvalidPayload
 from hilo.i18n import _
 
 MAX_LIMIT = 200
+T = TypeVar("T")
 
 
 def encode(*parts: Any) -> str:
@@ -50,3 +52,11 @@ def decode_time_id(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         return datetime.fromisoformat(when), uuid.UUID(ident)
     except ValueError as exc:
         raise InvalidPayload(_("The cursor is not valid."), code="invalid_cursor") from exc
+
+
+def cut(
+    rows: list[T], limit: int, key: Callable[[T], tuple[Any, ...]]
+) -> tuple[list[T], str | None]:
+    """Split ``limit + 1`` fetched rows into the page and the cursor of the next one."""
+    page = rows[:limit]
+    return page, (encode(*key(page[-1])) if len(rows) > limit else None)

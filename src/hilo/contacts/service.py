@@ -286,9 +286,8 @@ async def list_page(
         after=pagination.decode_id(cursor),
         limit=limit + 1,
     )
-    page = rows[:limit]
+    page, next_cursor = pagination.cut(rows, limit, lambda c: (c.id,))
     identities = await repository.identities_of(session, workspace_id, [c.id for c in page])
     return ContactPage(
-        items=[ContactOut.build(c, identities) for c in page],
-        next_cursor=pagination.encode(page[-1].id) if len(rows) > limit else None,
+        items=[ContactOut.build(c, identities) for c in page], next_cursor=next_cursor
     )

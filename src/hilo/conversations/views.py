@@ -57,16 +57,10 @@ async def inbox(
         after=pagination.decode_time_id(cursor),
         limit=limit + 1,
     )
-    page = rows[:limit]
+    page, next_cursor = pagination.cut(rows, limit, lambda c: (c.last_activity_at, c.id))
     labels = await repository.labels_of(session, workspace_id, [c.id for c in page])
-    last = page[-1] if page else None
     return ConversationPage(
-        items=[ConversationOut.build(c, labels[c.id]) for c in page],
-        next_cursor=(
-            pagination.encode(last.last_activity_at, last.id)
-            if last and len(rows) > limit
-            else None
-        ),
+        items=[ConversationOut.build(c, labels[c.id]) for c in page], next_cursor=next_cursor
     )
 
 
@@ -88,14 +82,8 @@ async def messages(
         after=pagination.decode_time_id(cursor),
         limit=limit + 1,
     )
-    page = rows[:limit]
-    last = page[-1] if page else None
-    return MessagePage(
-        items=[MessageOut.build(m) for m in page],
-        next_cursor=(
-            pagination.encode(last.created_at, last.id) if last and len(rows) > limit else None
-        ),
-    )
+    page, next_cursor = pagination.cut(rows, limit, lambda m: (m.created_at, m.id))
+    return MessagePage(items=[MessageOut.build(m) for m in page], next_cursor=next_cursor)
 
 
 async def conversation_events(

@@ -53,11 +53,8 @@ async def list_companies(
     rows = await repository.companies_page(
         session, workspace_id, after=pagination.decode_id(cursor), limit=limit + 1
     )
-    page = rows[:limit]
-    return CompanyPage(
-        items=[CompanyOut.model_validate(c) for c in page],
-        next_cursor=pagination.encode(page[-1].id) if len(rows) > limit else None,
-    )
+    page, next_cursor = pagination.cut(rows, limit, lambda c: (c.id,))
+    return CompanyPage(items=[CompanyOut.model_validate(c) for c in page], next_cursor=next_cursor)
 
 
 async def check_deal_links(
@@ -140,11 +137,8 @@ async def list_deals(
         after=pagination.decode_id(cursor),
         limit=limit + 1,
     )
-    page = rows[:limit]
-    return DealPage(
-        items=[DealOut.model_validate(d) for d in page],
-        next_cursor=pagination.encode(page[-1].id) if len(rows) > limit else None,
-    )
+    page, next_cursor = pagination.cut(rows, limit, lambda d: (d.id,))
+    return DealPage(items=[DealOut.model_validate(d) for d in page], next_cursor=next_cursor)
 
 
 async def do_update_contact(
