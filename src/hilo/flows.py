@@ -219,6 +219,7 @@ async def _deliver_message(
         provider_message_id=item.provider_event_id,
         text=item.text,
         attachments=item.attachments,
+        data=item.data,
         sent_at=datetime.fromisoformat(item.sent_at) if item.sent_at else None,
         at=inbound.received_at,
         inbound_event_id=inbound.id,

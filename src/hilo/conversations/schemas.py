@@ -25,6 +25,7 @@ class MessageOut(BaseModel):
     error: str | None
     text: str
     attachments: list[dict[str, Any]]
+    data: dict[str, Any]
     sent_at: datetime | None
     created_at: datetime
 
@@ -44,6 +45,7 @@ class MessageOut(BaseModel):
             error=m.error,
             text=m.text,
             attachments=m.attachments,
+            data=m.data or {},
             sent_at=m.sent_at,
             created_at=m.created_at,
         )

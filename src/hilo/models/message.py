@@ -42,6 +42,8 @@ class Message(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     text: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # What the channel adds beyond text: a button's payload, the message replied to, a place.
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     inbound_event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = now_column()
