@@ -261,7 +261,8 @@ async def send_outbound(ctx: JobContext) -> None:
                 row = await session.get_one(Message, message_id)
                 row.error = str(exc)[:2000]
             log.warning("delivery of message %s failed, will retry: %s", message_id, exc)
-            raise RetryLater(str(exc)) from exc
+            delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+            raise RetryLater(str(exc), delay=delay) from exc
         async with ctx.db.transaction() as session:
             row = await session.get_one(Message, message_id)
             _mark(session, row, "failed", error=str(exc))

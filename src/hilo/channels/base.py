@@ -107,10 +107,19 @@ class SendResult:
 class SendError(Exception):
     """The provider refused or could not be reached. ``retryable``: worth trying again."""
 
-    def __init__(self, message: str, *, retryable: bool, provider_error: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        provider_error: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.provider_error = provider_error
+        # The provider's own "try again in N seconds", honoured instead of our backoff.
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

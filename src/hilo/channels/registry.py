@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from hilo.channels.api import ApiChannel
 from hilo.channels.base import ChannelAdapter
+from hilo.channels.telegram import TelegramChannel
+from hilo.channels.whatsapp import WhatsAppChannel
 from hilo.errors import InvalidPayload, NotFound
 from hilo.i18n import _
 
-ADAPTERS: dict[str, ChannelAdapter] = {adapter.type: adapter for adapter in (ApiChannel(),)}
+ADAPTERS: dict[str, ChannelAdapter] = {
+    adapter.type: adapter for adapter in (ApiChannel(), TelegramChannel(), WhatsAppChannel())
+}
 
 
 def get_adapter(channel_type: str) -> ChannelAdapter:
