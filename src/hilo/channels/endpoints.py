@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette import status as http_status
 
 from hilo import flows
@@ -122,4 +122,6 @@ async def receive(
         session, channel_type=channel_type, channel_id=channel_id, request=raw
     )
     log.info("webhook %s/%s stored (%d bytes)", channel_type, channel_id, len(body))
+    if isinstance(payload, str):  # TwiML and other XML acknowledgements
+        return Response(payload, status_code=status, media_type="application/xml")
     return JSONResponse(payload, status_code=status)
