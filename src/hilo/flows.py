@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import events, http
+from hilo.channels import consent
 from hilo.channels import repository as channel_repository
 from hilo.channels import service as channels
 from hilo.channels.base import InboundItem, IngestResult, OutboundMessage, RawRequest, SendError
@@ -31,12 +32,12 @@ from hilo.conversations import repository as conversation_repository
 from hilo.conversations import service as conversations
 from hilo.errors import NotFound
 from hilo.events import Actor
-from hilo.i18n import _
+from hilo.i18n import _, translate
 from hilo.ids import new_id
 from hilo.jobs.registry import RetryLater, job
 from hilo.jobs.service import enqueue
 from hilo.jobs.worker import JobContext
-from hilo.models import Channel, InboundEvent, Message, Workspace
+from hilo.models import Channel, Contact, Conversation, InboundEvent, Message, Workspace
 from hilo.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ async def _deliver_message(
         at=inbound.received_at,
         reopen_window=timedelta(days=window_days),
     )
-    conversations.do_append_inbound(
+    message = conversations.do_append_inbound(
         session,
         conversation=conversation,
         contact=contact,
@@ -223,6 +224,42 @@ async def _deliver_message(
         sent_at=datetime.fromisoformat(item.sent_at) if item.sent_at else None,
         at=inbound.received_at,
         inbound_event_id=inbound.id,
+    )
+    choice = consent.keyword_choice(item.text) if adapter.supports_opt_out else None
+    if choice is not None:
+        await _honour_keyword(session, workspace, channel, conversation, contact, message, choice)
+
+
+async def _honour_keyword(
+    session: AsyncSession,
+    workspace: Workspace,
+    channel: Channel,
+    conversation: Conversation,
+    contact: Contact,
+    message: Message,
+    choice: str,
+) -> None:
+    """STOP / BAJA / CANCELAR or START / ALTA: recorded at once, and confirmed."""
+    await consent.do_record(
+        session,
+        workspace_id=workspace.id,
+        contact_id=contact.id,
+        channel_id=channel.id,
+        choice=choice,
+        conversation_id=conversation.id,
+    )
+    locale = contact.locale or workspace.default_locale
+    confirmation = Message(
+        workspace_id=workspace.id,
+        conversation_id=conversation.id,
+        contact_id=contact.id,
+        sender_type="system",
+        text=translate(consent.CONFIRMATIONS[choice], locale),
+        created_at=message.created_at + timedelta(microseconds=1),
+        updated_at=message.created_at,
+    )
+    await conversations.do_queue_outbound(
+        session, conversation, channel, confirmation, actor=Actor.system()
     )
 
 
@@ -241,6 +278,7 @@ async def send_outbound(ctx: JobContext) -> None:
             return
         channel = await session.get_one(Channel, message.channel_id)
         recipient = await channels.recipient(session, channel, message.contact_id)
+        opted_out = await consent.is_opted_out(session, message.contact_id, channel.id)
         context = channels.context(channel)
         outbound = OutboundMessage(
             message_id=message.id,
@@ -254,6 +292,9 @@ async def send_outbound(ctx: JobContext) -> None:
     try:
         if recipient is None:
             raise SendError("the contact has no address on this channel", retryable=False)
+        if opted_out and message.sender_type != "system":
+            # Queued before the customer opted out: it must not go out now.
+            raise SendError("the contact opted out of this channel", retryable=False)
         result = await get_adapter(channel.type).send(http.client(), context, outbound)
     except SendError as exc:
         if exc.retryable and now() < give_up_at:

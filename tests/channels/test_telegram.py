@@ -183,6 +183,20 @@ class Bot:
         found: dict[str, Any] = wait_for(check, timeout=20, message=f"reply {status}")
         return found
 
+    def wait_status_of_text(
+        self, conversation_id: str, start: str, status: str = "sent"
+    ) -> dict[str, Any]:
+        """The message starting with ``start``, once it reached ``status``."""
+
+        def check() -> dict[str, Any] | None:
+            for item in self.messages(conversation_id):
+                if item["text"].startswith(start) and item["status"] == status:
+                    return item
+            return None
+
+        found: dict[str, Any] = wait_for(check, timeout=20, message=f"{start!r} {status}")
+        return found
+
 
 @pytest.fixture
 def fake_api() -> Iterator[FakeBotApi]:

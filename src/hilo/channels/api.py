@@ -60,6 +60,7 @@ class ApiChannel:
     providers: ClassVar[tuple[str, ...]] = ("hilo",)
     identity_kind: ClassVar[str] = "api"
     identity_scope: ClassVar[str] = "channel"
+    supports_opt_out: ClassVar[bool] = False
 
     def validate_config(self, provider: str, config: dict[str, Any]) -> ChannelSetup:
         callback = config.get("callback_url")

@@ -139,6 +139,8 @@ class ChannelAdapter(Protocol):
     # meaningful inside one channel ("channel") or across the workspace ("workspace").
     identity_kind: ClassVar[str]
     identity_scope: ClassVar[str]
+    # Whether STOP / BAJA / CANCELAR and START / ALTA are honoured on this channel.
+    supports_opt_out: ClassVar[bool]
 
     def validate_config(self, provider: str, config: dict[str, Any]) -> ChannelSetup:
         """Check a channel's configuration; raise ``InvalidPayload`` when it is wrong."""

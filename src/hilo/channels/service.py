@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import events
-from hilo.channels import repository
+from hilo.channels import consent, repository
 from hilo.channels.base import ChannelContext
 from hilo.channels.registry import adapter_for_new_channel, get_adapter
 from hilo.clock import now
@@ -108,6 +108,8 @@ async def check_reachable(session: AsyncSession, channel: Channel, contact_id: u
     """Refuse a reply on a channel that does not know the contact."""
     if not channel.active:
         raise Conflict(_("This channel is disabled."), code="channel_disabled")
+    if await consent.is_opted_out(session, contact_id, channel.id):
+        raise Conflict(_("The customer opted out of this channel."), code="contact_opted_out")
     if await recipient(session, channel, contact_id) is None:
         raise Conflict(
             _("The customer cannot be reached on this channel."), code="contact_not_reachable"

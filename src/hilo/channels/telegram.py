@@ -263,6 +263,7 @@ class TelegramChannel:
     identity_kind: ClassVar[str] = "telegram"
     # A user id means one thing to one bot: each bot is its own channel.
     identity_scope: ClassVar[str] = "channel"
+    supports_opt_out: ClassVar[bool] = True
 
     def validate_config(self, provider: str, config: dict[str, Any]) -> ChannelSetup:
         bot_token = config.get("bot_token")

@@ -106,6 +106,7 @@ class WhatsAppChannel:
     # A wa_id is the customer's phone number: the same person on every number we own.
     identity_kind: ClassVar[str] = "whatsapp"
     identity_scope: ClassVar[str] = "workspace"
+    supports_opt_out: ClassVar[bool] = True
 
     # -- set-up -------------------------------------------------------------------------
 

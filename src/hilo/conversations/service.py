@@ -17,7 +17,16 @@ from hilo.errors import Conflict, InvalidPayload
 from hilo.events import Actor
 from hilo.i18n import _
 from hilo.jobs.service import enqueue
-from hilo.models import Contact, Conversation, ConversationLabel, Message, Team, User, Workspace
+from hilo.models import (
+    Channel,
+    Contact,
+    Conversation,
+    ConversationLabel,
+    Message,
+    Team,
+    User,
+    Workspace,
+)
 from hilo.scoping import get_scoped
 
 STATUSES = ("open", "pending", "snoozed", "resolved")
@@ -188,15 +197,32 @@ async def do_create_message(
         )
     channel = await channels.get(session, workspace_id, target)
     await channels.check_reachable(session, channel, conversation.contact_id)
+    return await do_queue_outbound(session, conversation, channel, message, actor=actor)
+
+
+async def do_queue_outbound(
+    session: AsyncSession,
+    conversation: Conversation,
+    channel: Channel,
+    message: Message,
+    *,
+    actor: Actor,
+) -> Message:
+    """Queue ``message`` for delivery on ``channel`` with its ``outbound.send`` job."""
     message.kind, message.status, message.channel_id = "outbound", "queued", channel.id
     session.add(message)
     await session.flush()
-    enqueue(session, "outbound.send", {"message_id": str(message.id)}, workspace_id=workspace_id)
-    conversation.last_activity_at = moment
+    enqueue(
+        session,
+        "outbound.send",
+        {"message_id": str(message.id)},
+        workspace_id=conversation.workspace_id,
+    )
+    conversation.last_activity_at = max(conversation.last_activity_at, message.created_at)
     events.record(
         session,
         "message.queued",
-        workspace_id=workspace_id,
+        workspace_id=conversation.workspace_id,
         actor=actor,
         channel_id=channel.id,
         conversation_id=conversation.id,

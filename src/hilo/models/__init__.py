@@ -4,6 +4,7 @@ from hilo.models.api_token import ApiToken
 from hilo.models.audit_checkpoint import AuditCheckpoint
 from hilo.models.audit_head import AuditHead
 from hilo.models.channel import Channel
+from hilo.models.channel_consent import ChannelConsent
 from hilo.models.company import Company
 from hilo.models.contact import Contact
 from hilo.models.contact_identity import ContactIdentity
@@ -25,6 +26,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditHead",
     "Channel",
+    "ChannelConsent",
     "Company",
     "Contact",
     "ContactIdentity",
