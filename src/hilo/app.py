@@ -22,6 +22,8 @@ from hilo.crm.endpoints import router as crm_router
 from hilo.db import Database
 from hilo.errors import HiloError
 from hilo.i18n import _, negotiate, translate
+from hilo.realtime.broker import Broker
+from hilo.realtime.endpoints import router as realtime_router
 from hilo.runtime import Runtime
 from hilo.settings import Settings, get_settings
 
@@ -41,6 +43,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        broker = Broker(database, settings)
+        app.state.broker = broker
+        await broker.start()
         runtime = Runtime(database, settings)
         app.state.runtime = runtime
         await runtime.start(workers=settings.run_workers)
@@ -48,6 +53,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
             yield
         finally:
             await runtime.stop()
+            await broker.stop()
             await http.close()
             await database.dispose()
 
@@ -94,6 +100,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         return {"status": "ok"}
 
     for router in (
+        realtime_router,
         channels_router,
         webhooks_router,
         contacts_router,

@@ -24,6 +24,9 @@ def _logging() -> None:
         level=get_settings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request URL at INFO, and some providers put credentials in the path
+    # (Telegram's bot token): keep it to warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command()
@@ -165,6 +168,71 @@ def audit_verify(
 
     if not asyncio.run(run()):
         raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Erase every row of the database first.")
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the server afterwards.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same data.")] = 42,
+) -> None:
+    """Fill a fresh database with a Spanish-and-English demo workspace, then serve it."""
+    import time
+
+    from hilo.db import Database
+    from hilo.demo.service import SLUG, DatabaseNotEmpty, DemoResult, generate
+    from hilo.migrate import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+
+    async def run() -> DemoResult:
+        db = Database(settings.effective_database_url, pool_size=1)
+        try:
+            return await generate(db, seed=seed, reset=reset)
+        finally:
+            await db.dispose()
+
+    started = time.monotonic()
+    try:
+        result = asyncio.run(run())
+    except DatabaseNotEmpty as exc:
+        typer.echo(
+            "error: the database already holds data; run `hilo demo --reset` to erase it "
+            "and load the demo.\n"
+            "error: la base de datos ya contiene datos; ejecute `hilo demo --reset` para "
+            "borrarla y cargar la demo.",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    elapsed = time.monotonic() - started
+    listen_host = host or settings.host
+    url_host = "127.0.0.1" if listen_host in ("0.0.0.0", "::") else listen_host
+    url = f"http://{url_host}:{port or settings.port}"
+    counts = result.counts
+    typer.echo(
+        f'Demo workspace "{SLUG}" ready in {elapsed:.1f} s: {counts["contacts"]} contacts, '
+        f"{counts['conversations']} conversations, {counts['messages']} messages, "
+        f"{counts['events']} events (seed {seed})."
+    )
+    typer.echo(f"Login:     {result.admin.email}  password: {result.password}")
+    others = ", ".join(f"{u.email} ({u.role})" for u in result.users if u.role != "admin")
+    typer.echo(f"Also:      {others}  (same password)")
+    typer.echo(f"API token: {result.token}")
+    typer.echo(f"URL:       {url}  (API docs: {url}/docs)")
+    typer.echo(
+        f"Story:     {result.story_contact} {result.story_phone}: breakdown by SMS, "
+        "then WhatsApp, one conversation."
+    )
+    if serve_after:
+        serve(host=host, port=port, migrate_first=False)
 
 
 def _run_or_exit(coro: object) -> str:

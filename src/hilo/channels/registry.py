@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from hilo.channels.api import ApiChannel
 from hilo.channels.base import ChannelAdapter
+from hilo.channels.instagram import InstagramChannel
+from hilo.channels.messenger import MessengerChannel
+from hilo.channels.sms import SmsChannel
 from hilo.channels.telegram import TelegramChannel
 from hilo.channels.whatsapp import WhatsAppChannel
 from hilo.errors import InvalidPayload, NotFound
 from hilo.i18n import _
 
 ADAPTERS: dict[str, ChannelAdapter] = {
-    adapter.type: adapter for adapter in (ApiChannel(), TelegramChannel(), WhatsAppChannel())
+    adapter.type: adapter
+    for adapter in (
+        ApiChannel(),
+        TelegramChannel(),
+        WhatsAppChannel(),
+        SmsChannel(),
+        MessengerChannel(),
+        InstagramChannel(),
+    )
 }
 
 

@@ -61,9 +61,7 @@ class JobContext:
 
     async def finish(self, session: AsyncSession) -> None:
         """Complete the job inside ``session``'s transaction, with the handler's effects."""
-        result = await session.execute(
-            delete(Job).where(*held(self.job, self.worker_id))
-        )
+        result = await session.execute(delete(Job).where(*held(self.job, self.worker_id)))
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(f"job {self.job.id} was taken by another worker")
         self.finished = True

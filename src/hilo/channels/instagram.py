@@ -1,0 +1,36 @@
+"""Instagram messaging (Meta's Messenger Platform): webhooks in, Send API out.
+
+Inbound: ``POST /webhooks/instagram/{channel_id}``, ``{"object": "instagram", …}`` signed
+with ``X-Hub-Signature-256``; set-up with Meta's ``hub.challenge`` GET. Outbound:
+``POST {api_base_url}/{instagram_account_id}/messages`` with the access token. The customer
+is known by their Instagram-scoped id (IGSID). Instagram sends read receipts
+(``messaging_seen``) but no delivery receipts. The shared rules live in
+:mod:`hilo.channels.meta_messaging`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from hilo.channels.meta_messaging import MetaMessagingChannel
+
+# Meta's limit on an Instagram text, in bytes of UTF-8.
+MAX_TEXT_BYTES = 1000
+
+
+class InstagramChannel(MetaMessagingChannel):
+    type: ClassVar[str] = "instagram"
+    identity_kind: ClassVar[str] = "instagram"
+    webhook_object: ClassVar[str] = "instagram"
+    account_key: ClassVar[str] = "instagram_account_id"
+    credential_key: ClassVar[str] = "access_token"
+    label: ClassVar[str] = "Instagram"
+
+    def text_problem(self, text: str) -> str | None:
+        size = len(text.encode())
+        if size > MAX_TEXT_BYTES:
+            return (
+                f"the text is {size} bytes of UTF-8; "
+                f"Instagram allows {MAX_TEXT_BYTES} in one message"
+            )
+        return None

@@ -1,0 +1,401 @@
+"""SMS and MMS through Twilio Programmable Messaging: form webhooks in, Messages API out.
+
+Inbound: Twilio POSTs ``application/x-www-form-urlencoded`` parameters to
+``/webhooks/sms/{channel_id}`` (the number's "A message comes in" URL) with
+``X-Twilio-Signature: base64(HMAC-SHA1(auth_token, url + sorted params))``, where ``url`` is
+the public URL Twilio called (:attr:`RawRequest.url`). The same URL receives the status
+callbacks of our own messages (``MessageStatus``), since every send names it as
+``StatusCallback``.
+Outbound: ``POST {api_base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`` with HTTP
+Basic auth (account SID, auth token) and form fields ``To``, ``From``, ``Body``,
+``StatusCallback``; the returned ``sid`` is what later status callbacks name.
+
+The sender's id is their phone number in E.164, a workspace-wide ``phone`` identity: the
+carrier vouches for it, so an SMS from a number already known from WhatsApp or a company's
+app joins that contact.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import httpx
+
+from hilo.channels.base import (
+    ChannelContext,
+    ChannelSetup,
+    InboundItem,
+    IngestResult,
+    OutboundMessage,
+    RawRequest,
+    Sender,
+    SendError,
+    SendResult,
+)
+from hilo.clock import now
+from hilo.contacts.service import normalise_phone
+from hilo.crypto import constant_time_equal
+from hilo.errors import InvalidPayload, InvalidSignature, NotFound
+from hilo.i18n import _
+from hilo.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_BASE_URL = "https://api.twilio.com"
+SIGNATURE_HEADER = "x-twilio-signature"
+# Twilio refuses a longer Body (error 21617); the carrier splits what it accepts into segments.
+MAX_BODY_CHARS = 1600
+# What Twilio expects back from a messaging webhook: TwiML that sends nothing.
+EMPTY_TWIML = "<Response/>"
+# Receipts Hilo records; queued/sending/accepted/scheduled/canceled are kept for the trail.
+STATUS_MAP = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "undelivered": "failed",
+    "failed": "failed",
+}
+# Twilio's words for the error codes status callbacks most often carry (they send the code
+# alone); https://www.twilio.com/docs/api/errors has them all.
+ERROR_TEXTS = {
+    "21610": "Attempt to send to unsubscribed recipient",
+    "21614": "'To' number is not a valid mobile number",
+    "30001": "Queue overflow",
+    "30002": "Account suspended",
+    "30003": "Unreachable destination handset",
+    "30004": "Message blocked",
+    "30005": "Unknown destination handset",
+    "30006": "Landline or unreachable carrier",
+    "30007": "Message filtered by the carrier",
+    "30008": "Unknown error",
+    "30034": "Message from an unregistered number (US A2P 10DLC)",
+}
+
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
+    """The ``X-Twilio-Signature`` Twilio sends for a POST of ``params`` to ``url``.
+
+    Names sorted; each name's values sorted and de-duplicated, as Twilio's own
+    ``RequestValidator.compute_signature`` does.
+    """
+    values: dict[str, set[str]] = {}
+    for name, value in params:
+        values.setdefault(name, set()).add(value)
+    signed = url + "".join(
+        name + value for name in sorted(values) for value in sorted(values[name])
+    )
+    digest = hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def url_variants(url: str) -> list[str]:
+    """``url`` as given, and with its default port added or removed.
+
+    Twilio signs the URL as configured, which may or may not spell ``:443``/``:80``; its
+    own validator accepts both, and so does Hilo.
+    """
+    parts = urlsplit(url)
+    default = _DEFAULT_PORTS.get(parts.scheme)
+    variants = [url]
+    if default is None or not parts.hostname:
+        return variants
+    try:
+        port = parts.port
+    except ValueError:
+        return variants
+    userinfo, at, host = parts.netloc.rpartition("@")
+    bare = userinfo + at + (host.rsplit(":", 1)[0] if port is not None else host)
+    if port is None:
+        variants.append(urlunsplit(parts._replace(netloc=f"{bare}:{default}")))
+    elif port == default:
+        variants.append(urlunsplit(parts._replace(netloc=bare)))
+    return variants
+
+
+def _form(body: bytes) -> list[tuple[str, str]]:
+    """The form parameters of a body, in order, repeats kept; ValueError when not a form."""
+    return parse_qsl(
+        body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body), errors="strict"
+    )
+
+
+def _invalid(*fields: str) -> InvalidPayload:
+    return InvalidPayload(
+        _("Invalid payload: check the fields {fields}."),
+        code="invalid_payload",
+        fields=", ".join(fields),
+    )
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _e164(raw: str) -> str | None:
+    """A phone number in E.164 (``+`` and digits), or None."""
+    value = _PHONE_PUNCTUATION.sub("", raw)
+    if not _E164.match(value):
+        return None
+    return normalise_phone(value, "ZZ")
+
+
+def _error_text(code: str, message: str) -> str | None:
+    """Twilio's error as ``Twilio error 30003: Unreachable destination handset``."""
+    if not code and not message:
+        return None
+    words = message or ERROR_TEXTS.get(code, "")
+    if not code:
+        return words
+    return f"Twilio error {code}: {words}" if words else f"Twilio error {code}"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), or None."""
+    raw = response.headers.get("retry-after", "").strip()
+    if not raw:
+        return None
+    if raw.isdigit():
+        return float(raw)
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max((when - now()).total_seconds(), 0.0) or None
+
+
+class SmsChannel:
+    type: ClassVar[str] = "sms"
+    providers: ClassVar[tuple[str, ...]] = ("twilio",)
+    # The sender id is the phone number itself: the same person on every channel.
+    identity_kind: ClassVar[str] = "phone"
+    identity_scope: ClassVar[str] = "workspace"
+    # Twilio also answers STOP/START itself on long codes and blocks sends to numbers that
+    # opted out (error 21610); Hilo records the choice so agents see it.
+    supports_opt_out: ClassVar[bool] = True
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def validate_config(self, provider: str, config: dict[str, Any]) -> ChannelSetup:
+        wrong: list[str] = []
+        account_sid = _str(config.get("account_sid")).strip()
+        if not _ACCOUNT_SID.match(account_sid):
+            wrong.append("account_sid")
+        auth_token = _str(config.get("auth_token")).strip()
+        if not auth_token or len(auth_token) > 256 or any(c.isspace() for c in auth_token):
+            wrong.append("auth_token")
+        phone_number = _e164(_str(config.get("phone_number")))
+        if phone_number is None:
+            wrong.append("phone_number")
+        base = _str(config.get("api_base_url")).strip() or DEFAULT_API_BASE_URL
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            wrong.append("api_base_url")
+        if wrong:
+            raise InvalidPayload(
+                _("Invalid payload: check the fields {fields}."),
+                code="invalid_config",
+                fields=", ".join(f"config.{name}" for name in wrong),
+            )
+        return ChannelSetup(
+            config={
+                "account_sid": account_sid,
+                "phone_number": phone_number,
+                "api_base_url": base.rstrip("/"),
+            },
+            secrets={"auth_token": auth_token},
+        )
+
+    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
+        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def verify(self, request: RawRequest, channel: ChannelContext) -> None:
+        given = request.headers.get(SIGNATURE_HEADER, "").strip()
+        auth_token = _str(channel.secrets.get("auth_token"))
+        if not given or not auth_token:
+            raise InvalidSignature()
+        try:
+            params = _form(request.body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidSignature() from exc
+        matched = False
+        for url in url_variants(request.url):
+            # Every variant is computed and compared, so timing says nothing about which.
+            matched |= constant_time_equal(signature(auth_token, url, params), given)
+        if not matched:
+            raise InvalidSignature()
+
+    def parse_inbound(self, request: RawRequest, channel: ChannelContext) -> list[InboundItem]:
+        try:
+            params = dict(_form(request.body))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _invalid("body") from exc
+        sid = params.get("MessageSid") or params.get("SmsSid") or ""
+        if not sid:
+            raise _invalid("MessageSid")
+        if "MessageStatus" in params:
+            return [self._status(sid, params)]
+        if "From" not in params or "Body" not in params:
+            raise _invalid(*(name for name in ("From", "Body") if name not in params))
+        return [self._message(sid, params, channel)]
+
+    def _message(self, sid: str, params: dict[str, str], channel: ChannelContext) -> InboundItem:
+        raw_from = params["From"]
+        phone = _e164(raw_from)
+        data: dict[str, Any] = {"to": params.get("To", "")}
+        for name, key in (
+            ("NumSegments", "num_segments"),
+            ("MessagingServiceSid", "messaging_service_sid"),
+            ("OptOutType", "opt_out_type"),
+        ):
+            if params.get(name):
+                data[key] = params[name]
+        if phone is None:
+            # A short code, an alphanumeric sender id or "whatsapp:+…": not a phone to reply to.
+            log.info("sms from a non-E.164 sender ignored on channel %s", channel.id)
+            return InboundItem(
+                provider_event_id=sid,
+                kind="unsupported",
+                data={**data, "from": raw_from, "reason": "sender is not an E.164 number"},
+            )
+        return InboundItem(
+            provider_event_id=sid,
+            kind="message",
+            # The carrier vouches for the sending number. Its phone identity is the sender
+            # id itself (identity_kind "phone"), so it is not claimed a second time here.
+            sender=Sender(external_id=phone, phone_verified=True),
+            text=params["Body"],
+            attachments=_media(params),
+            data=data,
+        )
+
+    def _status(self, sid: str, params: dict[str, str]) -> InboundItem:
+        raw = params["MessageStatus"].strip().lower()
+        provider_event_id = f"{sid}:{raw}"
+        data: dict[str, Any] = {"provider_message_id": sid}
+        error = _error_text(params.get("ErrorCode", "").strip(), params.get("ErrorMessage", ""))
+        if raw not in STATUS_MAP:
+            # queued, sending, accepted, scheduled, canceled: nothing to move forward.
+            return InboundItem(
+                provider_event_id=provider_event_id,
+                kind="unsupported",
+                data={**data, "status": raw},
+            )
+        data["status"] = STATUS_MAP[raw]
+        if raw != data["status"]:
+            data["provider_status"] = raw
+        if error:
+            data["error"] = error
+        return InboundItem(provider_event_id=provider_event_id, kind="status", data=data)
+
+    def acknowledge(self, results: list[IngestResult]) -> tuple[int, Any]:
+        # Empty TwiML: stored, and no automatic reply. Rendered as XML by the endpoint.
+        return 200, EMPTY_TWIML
+
+    # -- outbound -----------------------------------------------------------------------
+
+    async def send(
+        self, client: httpx.AsyncClient, channel: ChannelContext, message: OutboundMessage
+    ) -> SendResult:
+        if not message.text.strip():
+            raise SendError("the message has no text to send by SMS", retryable=False)
+        if len(message.text) > MAX_BODY_CHARS:
+            raise SendError(
+                f"the text has {len(message.text)} characters; "
+                f"Twilio allows {MAX_BODY_CHARS} in one SMS",
+                retryable=False,
+            )
+        if not _E164.match(message.recipient):
+            raise SendError(
+                f"the recipient {message.recipient!r} is not an E.164 phone number",
+                retryable=False,
+            )
+        account_sid = _str(channel.config["account_sid"])
+        base = _str(channel.config.get("api_base_url")) or DEFAULT_API_BASE_URL
+        url = f"{base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        callback = f"{get_settings().public_url.rstrip('/')}/webhooks/{self.type}/{channel.id}"
+        form = {
+            "To": message.recipient,
+            "From": _str(channel.config["phone_number"]),
+            "Body": message.text,
+            "StatusCallback": callback,
+        }
+        try:
+            response = await client.post(
+                url,
+                data=form,
+                auth=(account_sid, _str(channel.secrets["auth_token"])),
+                headers={"I-Twilio-Idempotency-Token": str(message.message_id)},
+            )
+        except httpx.HTTPError as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        answer = answer if isinstance(answer, dict) else {}
+        if response.is_success:
+            sid = _str(answer.get("sid"))
+            if not sid:
+                raise SendError(
+                    f"HTTP {response.status_code} without a message sid: {response.text[:300]}",
+                    retryable=False,
+                    provider_error=response.text[:2000],
+                )
+            return SendResult(provider_message_id=sid)
+        raise _api_error(response, answer)
+
+
+def _api_error(response: httpx.Response, answer: dict[str, Any]) -> SendError:
+    """A Messages API refusal with Twilio's ``code`` and ``message``, and whether to retry."""
+    code, words = answer.get("code"), _str(answer.get("message"))
+    text = f"HTTP {response.status_code}"
+    if code is not None or words:
+        text += f": (#{code}) {words}" if code is not None else f": {words}"
+    else:
+        text += f": {response.text[:500]}"
+    retryable = response.status_code == 429 or response.status_code >= 500
+    return SendError(
+        text,
+        retryable=retryable,
+        provider_error=answer or response.text[:2000],
+        retry_after=_retry_after(response) if retryable else None,
+    )
+
+
+def _media(params: dict[str, str]) -> list[dict[str, Any]]:
+    """MMS media as attachment metadata; downloading them is later work."""
+    raw = params.get("NumMedia", "0").strip() or "0"
+    if not raw.isdigit():
+        raise _invalid("NumMedia")
+    attachments: list[dict[str, Any]] = []
+    for index in range(int(raw)):
+        url = params.get(f"MediaUrl{index}", "")
+        if not url:
+            raise _invalid(f"MediaUrl{index}")
+        mime_type = params.get(f"MediaContentType{index}", "")
+        major = mime_type.partition("/")[0]
+        attachments.append(
+            {
+                "type": major if major in ("image", "video", "audio") else "document",
+                "url": url,
+                "mime_type": mime_type,
+                "media_id": urlsplit(url).path.rstrip("/").rpartition("/")[2],
+            }
+        )
+    return attachments

@@ -1,0 +1,1 @@
+"""``hilo demo``: a believable car-rental workspace in Spanish and English, for trying Hilo."""
