@@ -136,17 +136,22 @@ class Server:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
+def require_postgres() -> None:
+    """Skip the test when PostgreSQL is not reachable (fail instead where it is required)."""
+    reason = _pg_available()
+    if reason is not None:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required but not reachable at {PG_URL}: {reason}")
+        _pg_skipped.append(reason)
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {reason}")
+
+
 def make_server(backend: str, tmp: Path, *, extra_env: dict[str, str] | None = None) -> Server:
     """A migrated database and a server process configured for it (not started)."""
     from hilo.migrate import upgrade
 
     if backend == "postgres":
-        reason = _pg_available()
-        if reason is not None:
-            if REQUIRE_PG:
-                pytest.fail(f"PostgreSQL is required but not reachable at {PG_URL}: {reason}")
-            _pg_skipped.append(reason)
-            pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {reason}")
+        require_postgres()
         db_url = create_pg_database()
     else:
         db_url = f"sqlite:///{tmp / 'hilo.db'}"

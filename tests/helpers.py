@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 
 from hilo.channels.api import sign
+from hilo.channels.base import ChannelAdapter, ChannelContext, OutboundMessage, SendError
 
 
 def post_api_message(
@@ -37,6 +42,29 @@ def post_api_message(
     )
 
 
+def deliver(
+    adapter: ChannelAdapter, channel: ChannelContext, *, text: str, recipient: str
+) -> SendError | None:
+    """Send one reply straight through ``adapter``: the provider's refusal, or None."""
+    message = OutboundMessage(
+        message_id=uuid.uuid4(),
+        conversation_id=uuid.uuid4(),
+        recipient=recipient,
+        text=text,
+        created_at=datetime.now(UTC),
+    )
+
+    async def go() -> None:
+        async with httpx.AsyncClient() as client:
+            await adapter.send(client, channel, message)
+
+    try:
+        asyncio.run(go())
+    except SendError as exc:
+        return exc
+    return None
+
+
 @dataclass
 class CompanyApp:
     """A local HTTP server standing in for a company's app that receives Hilo's replies."""
@@ -44,31 +72,87 @@ class CompanyApp:
     fail_first: int = 0
     received: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
-    server: ThreadingHTTPServer | None = None
+    local: LocalApi | None = None
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hilo"
+        assert self.local is not None
+        return f"{self.local.origin}/hilo"
 
     def start(self) -> CompanyApp:
-        app = self
+        self.local = LocalApi(self._answer).start()
+        return self
+
+    def _answer(self, call: Call) -> Answer:
+        self.attempts += 1
+        if self.attempts <= self.fail_first:
+            return 503, {}, b""
+        self.received.append({"headers": call.headers, "body": call.body})
+        return 200, {}, b"{}"
+
+    def stop(self) -> None:
+        if self.local is not None:
+            self.local.stop()
+
+
+# -- a provider's API, played by a local server -------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One request the fake provider received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def json_answer(status: int, value: Any) -> Answer:
+    return status, {"Content-Type": "application/json"}, json.dumps(value).encode()
+
+
+@dataclass
+class LocalApi:
+    """A real HTTP server on 127.0.0.1 that answers with ``handle``; records every call."""
+
+    handle: Callable[[Call], Answer]
+    calls: list[Call] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def origin(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> LocalApi:
+        api = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                app.attempts += 1
-                if app.attempts <= app.fail_first:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                app.received.append(
-                    {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                call = Call(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length),
                 )
-                self.send_response(200)
+                api.calls.append(call)
+                status, headers, body = api.handle(call)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(body)
+
+            do_GET = do_POST = _serve
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -78,6 +162,7 @@ class CompanyApp:
         return self
 
     def stop(self) -> None:
-        if self.server:
+        if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+            self.server = None

@@ -13,7 +13,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hilo import __version__, http
+from hilo.attachments.endpoints import links as attachment_links_router
+from hilo.attachments.endpoints import router as attachments_router
 from hilo.auth.endpoints import router as auth_router
+from hilo.calls.endpoints import router as calls_router
+from hilo.channels.email_io.listener import SmtpListener
 from hilo.channels.endpoints import router as channels_router
 from hilo.channels.endpoints import webhooks as webhooks_router
 from hilo.contacts.endpoints import router as contacts_router
@@ -21,11 +25,16 @@ from hilo.conversations.endpoints import router as conversations_router
 from hilo.crm.endpoints import router as crm_router
 from hilo.db import Database
 from hilo.errors import HiloError
+from hilo.forms.endpoints import router as forms_router
 from hilo.i18n import _, negotiate, translate
 from hilo.realtime.broker import Broker
 from hilo.realtime.endpoints import router as realtime_router
 from hilo.runtime import Runtime
+from hilo.search.endpoints import router as search_router
 from hilo.settings import Settings, get_settings
+from hilo.web.endpoints import install as install_workspace
+from hilo.webchat.endpoints import router as webchat_router
+from hilo.webchat.middleware import WebchatMiddleware
 
 log = logging.getLogger("hilo")
 
@@ -49,9 +58,12 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         runtime = Runtime(database, settings)
         app.state.runtime = runtime
         await runtime.start(workers=settings.run_workers)
+        smtp = SmtpListener(database, settings)
+        await smtp.start()
         try:
             yield
         finally:
+            await smtp.stop()
             await runtime.stop()
             await broker.stop()
             await http.close()
@@ -102,11 +114,23 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     for router in (
         realtime_router,
         channels_router,
+        forms_router,
         webhooks_router,
+        webchat_router,
         contacts_router,
         conversations_router,
+        attachments_router,
+        attachment_links_router,
+        calls_router,
         crm_router,
         auth_router,
+        search_router,
     ):
         app.include_router(router)
+    app.add_middleware(WebchatMiddleware)
+    install_workspace(app)
+    if settings.bench_endpoints:
+        from hilo.benchmark.endpoints import router as bench_router
+
+        app.include_router(bench_router)
     return app

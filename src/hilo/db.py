@@ -84,6 +84,21 @@ class Database:
         """Close every pooled connection."""
         await self.engine.dispose()
 
+    async def refresh_statistics(self) -> None:
+        """SQLite: sample every index into ``sqlite_stat1`` for the query planner.
+
+        Without statistics SQLite takes any indexed equality for a narrow one and reads a
+        whole workspace through ``ix_*_workspace_id`` instead of a contact's or a
+        conversation's rows (docs/benchmarks.md). Only new connections read the statistics,
+        so the pool is reopened. PostgreSQL's autovacuum keeps its own.
+        """
+        if not self.is_sqlite:
+            return
+        async with self.engine.begin() as conn:
+            await conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            await conn.exec_driver_sql("ANALYZE")
+        await self.engine.dispose()
+
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")

@@ -66,3 +66,9 @@ class Conflict(HiloError):
     status_code = 409
     code = "conflict"
     message = "The request conflicts with the current state."
+
+
+class TooManyRequests(HiloError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many requests; try again in a moment."

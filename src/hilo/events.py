@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo.clock import now
 from hilo.db import after_commit
-from hilo.models import Event
+from hilo.models import Event, Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,28 @@ def record(
         after_commit(session, lambda: _publish(session.sync_session.info.pop("pending_events", [])))
     pending.append(event)
     return event
+
+
+def record_on_message(
+    session: AsyncSession,
+    type: str,
+    message: Message,
+    *,
+    actor: Actor = SYSTEM,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """Append an event about ``message``, with its channel, conversation and contact."""
+    return record(
+        session,
+        type,
+        workspace_id=message.workspace_id,
+        actor=actor,
+        channel_id=message.channel_id,
+        conversation_id=message.conversation_id,
+        contact_id=message.contact_id,
+        message_id=message.id,
+        data=data,
+    )
 
 
 def to_dict(event: Event) -> dict[str, Any]:

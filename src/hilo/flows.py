@@ -5,6 +5,8 @@ the raw body and stores each item once per (channel, provider id), with an
 ``inbound.process`` job, in one transaction → the caller commits and answers 2xx → the worker
 runs :func:`process_inbound`: resolve the contact, continue their conversation whatever the
 channel, append the message, record events → after commit, live listeners hear of it.
+Mail that Hilo reads itself (its SMTP listener, IMAP mailboxes) enters at
+:func:`receive_raw` and takes the same path from there.
 
 Outbound: ``conversations.service.do_create_message`` queues the reply with an
 ``outbound.send`` job → :func:`send_outbound` delivers it through the channel's adapter.
@@ -20,10 +22,25 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import events, http
+from hilo.attachments import service as attachments
+from hilo.attachments import tasks as attachment_tasks
+from hilo.calls import service as calls
 from hilo.channels import consent
 from hilo.channels import repository as channel_repository
 from hilo.channels import service as channels
-from hilo.channels.base import InboundItem, IngestResult, OutboundMessage, RawRequest, SendError
+from hilo.channels.base import (
+    AnswersKeywords,
+    ChannelAdapter,
+    ChannelContext,
+    EmbedsFiles,
+    InboundItem,
+    IngestResult,
+    OutboundMessage,
+    RawRequest,
+    ReplyContext,
+    Sender,
+    SendError,
+)
 from hilo.channels.registry import get_adapter
 from hilo.clock import now
 from hilo.contacts import repository as contact_repository
@@ -53,9 +70,30 @@ async def receive_webhook(
         raise NotFound(_("Unknown channel."), code="unknown_channel")
     context = channels.context(channel)
     adapter.verify(request, context)
+    return adapter.acknowledge(await _ingest(session, adapter, channel, context, request))
+
+
+async def receive_raw(
+    session: AsyncSession, *, channel: Channel, request: RawRequest
+) -> list[IngestResult]:
+    """Store once a delivery Hilo read itself (its SMTP listener, an IMAP mailbox).
+
+    Nobody posted it, so there is no signature to check; the rest is the webhook's path.
+    """
+    adapter = get_adapter(channel.type)
+    return await _ingest(session, adapter, channel, channels.context(channel), request)
+
+
+async def _ingest(
+    session: AsyncSession,
+    adapter: ChannelAdapter,
+    channel: Channel,
+    context: ChannelContext,
+    request: RawRequest,
+) -> list[IngestResult]:
     items = adapter.parse_inbound(request, context)
-    results = [await _store_once(session, channel, item, request) for item in items]
-    return adapter.acknowledge(results)
+    routed = await channels.route(session, adapter, channel, items, request)
+    return [await _store_once(session, target, item, request) for target, item in routed]
 
 
 async def answer_handshake(
@@ -94,12 +132,14 @@ async def _store_once(
             {"inbound_event_id": str(event_id)},
             workspace_id=channel.workspace_id,
         )
-        return IngestResult(item.provider_event_id, message_id, duplicate=False)
+        return IngestResult(item.provider_event_id, message_id, duplicate=False, answer=item.answer)
     existing = await channel_repository.existing_inbound(
         session, channel.id, item.provider_event_id
     )
     log.info("duplicate delivery on channel %s ignored", channel.id)
-    return IngestResult(item.provider_event_id, existing.message_id, duplicate=True)
+    return IngestResult(
+        item.provider_event_id, existing.message_id, duplicate=True, answer=item.answer
+    )
 
 
 @job("inbound.process")
@@ -112,6 +152,9 @@ async def process_inbound(ctx: JobContext) -> None:
             if item.kind == "message" and item.sender is not None:
                 await _deliver_message(session, inbound, item, is_sqlite=ctx.db.is_sqlite)
                 inbound.status = "processed"
+            elif item.kind == "status" and item.data.get("watermark"):
+                found = await _apply_watermark(session, inbound, item)
+                inbound.status = "processed" if found else "orphan"
             elif item.kind == "status":
                 message = await _find_ours(session, inbound.channel_id, item)
                 if message is None and ctx.job.attempts < STATUS_ATTEMPTS:
@@ -120,6 +163,17 @@ async def process_inbound(ctx: JobContext) -> None:
                 if message is not None:
                     _apply_status(session, message, item)
                 inbound.status = "processed" if message else "orphan"
+            elif item.kind == "call":
+                message = await _find_ours(session, inbound.channel_id, item)
+                if message is None and ctx.job.attempts < STATUS_ATTEMPTS:
+                    # A callback can outrun the processing of the call it belongs to.
+                    raise RetryLater("news of an unknown call", delay=STATUS_RETRY)
+                if message is not None:
+                    await calls.do_apply_update(session, message, item, at=inbound.received_at)
+                inbound.status = "processed" if message else "orphan"
+            elif item.kind == "identity" and item.sender is not None:
+                await _join_identities(session, inbound, item)
+                inbound.status = "processed"
             elif item.kind == "edit":
                 message = await _find_ours(session, inbound.channel_id, item)
                 if message is not None:
@@ -154,6 +208,34 @@ def _apply_status(session: AsyncSession, message: Message, item: InboundItem) ->
         _mark(session, message, status)
 
 
+async def _apply_watermark(session: AsyncSession, inbound: InboundEvent, item: InboundItem) -> bool:
+    """A receipt for every reply the sender was sent up to a time; False: unknown sender."""
+    channel = await session.get_one(Channel, inbound.channel_id)
+    identity = (
+        await contact_repository.find_identity(
+            session,
+            channel.workspace_id,
+            kind=get_adapter(channel.type).identity_kind,
+            scope=channels.identity_scope(channel),
+            value=item.sender.external_id,
+        )
+        if item.sender
+        else None
+    )
+    if identity is None:
+        return False
+    # Compared with when the reply was written: its provider timestamp is a little later.
+    for message in await conversation_repository.sent_to_contact_until(
+        session,
+        channel.workspace_id,
+        channel_id=channel.id,
+        contact_id=identity.contact_id,
+        until=datetime.fromisoformat(str(item.data["watermark"])),
+    ):
+        _apply_status(session, message, item)
+    return True
+
+
 def _apply_edit(session: AsyncSession, message: Message, item: InboundItem) -> None:
     previous = message.text
     message.text = item.text
@@ -172,6 +254,43 @@ def _apply_edit(session: AsyncSession, message: Message, item: InboundItem) -> N
     )
 
 
+def _claims(
+    channel: Channel, workspace: Workspace, sender: Sender
+) -> tuple[contacts.Claim, list[contacts.Claim]]:
+    """The identities a sender claims: their id on the channel, then a phone and an e-mail."""
+    adapter = get_adapter(channel.type)
+    claims: list[contacts.Claim] = []
+    if sender.phone and (phone := contacts.normalise_phone(sender.phone, workspace.default_region)):
+        claims.append(contacts.Claim("phone", "", phone, verified=sender.phone_verified))
+    if sender.email and (email := contacts.normalise_email(sender.email)):
+        claims.append(contacts.Claim("email", "", email, verified=sender.email_verified))
+    own = contacts.Claim(
+        adapter.identity_kind,
+        channels.identity_scope(channel),
+        sender.external_id,
+        verified=sender.id_verified,
+    )
+    return own, claims
+
+
+async def _join_identities(session: AsyncSession, inbound: InboundEvent, item: InboundItem) -> None:
+    """The sender's new identity (WhatsApp's "user changed number") joins their contact."""
+    assert item.sender is not None
+    channel = await session.get_one(Channel, inbound.channel_id)
+    workspace = await session.get_one(Workspace, inbound.workspace_id)
+    old_claim, old_claims = _claims(channel, workspace, item.sender)
+    new_claim, new_claims = _claims(channel, workspace, Sender(**item.data["new_sender"]))
+    # Known elsewhere already, the new number becomes a merge suggestion, as any match does.
+    await contacts.resolve_sender(
+        session,
+        workspace_id=workspace.id,
+        sender_claim=old_claim,
+        other_claims=[*old_claims, new_claim, *new_claims],
+        name=item.sender.name,
+        channel_id=channel.id,
+    )
+
+
 async def _deliver_message(
     session: AsyncSession, inbound: InboundEvent, item: InboundItem, *, is_sqlite: bool
 ) -> None:
@@ -180,20 +299,11 @@ async def _deliver_message(
     workspace = await session.get_one(Workspace, inbound.workspace_id)
     adapter = get_adapter(channel.type)
     sender = item.sender
-    claims: list[contacts.Claim] = []
-    if sender.phone and (phone := contacts.normalise_phone(sender.phone, workspace.default_region)):
-        claims.append(contacts.Claim("phone", "", phone, verified=sender.phone_verified))
-    if sender.email and (email := contacts.normalise_email(sender.email)):
-        claims.append(contacts.Claim("email", "", email, verified=sender.email_verified))
+    sender_claim, claims = _claims(channel, workspace, sender)
     resolution = await contacts.resolve_sender(
         session,
         workspace_id=workspace.id,
-        sender_claim=contacts.Claim(
-            adapter.identity_kind,
-            channels.identity_scope(channel),
-            sender.external_id,
-            verified=True,
-        ),
+        sender_claim=sender_claim,
         other_claims=claims,
         name=sender.name,
         channel_id=channel.id,
@@ -202,6 +312,13 @@ async def _deliver_message(
     if not resolution.created:
         await contact_repository.lock(session, contact, is_sqlite=is_sqlite)
     window_days = workspace.reopen_window_days or get_settings().reopen_window_days
+    thread = await conversations.thread_of(
+        session,
+        workspace_id=workspace.id,
+        contact_id=contact.id,
+        conversation_id=item.thread_conversation_id,
+        provider_ids=item.thread_refs,
+    )
     conversation = await conversations.continue_for_inbound(
         session,
         workspace=workspace,
@@ -209,6 +326,7 @@ async def _deliver_message(
         channel_id=channel.id,
         at=inbound.received_at,
         reopen_window=timedelta(days=window_days),
+        thread=thread,
     )
     message = conversations.do_append_inbound(
         session,
@@ -225,9 +343,44 @@ async def _deliver_message(
         at=inbound.received_at,
         inbound_event_id=inbound.id,
     )
-    choice = consent.keyword_choice(item.text) if adapter.supports_opt_out else None
+    if isinstance(adapter, EmbedsFiles) and message.attachments:
+        await _keep_embedded_files(session, adapter, inbound, message)
+    attachment_tasks.enqueue_if_pending(session, message)
+    handled = adapter.provider_keywords if isinstance(adapter, AnswersKeywords) else {}
+    choice = consent.keyword_choice(item.text, handled) if adapter.supports_opt_out else None
     if choice is not None:
-        await _honour_keyword(session, workspace, channel, conversation, contact, message, choice)
+        confirm = consent.keyword(item.text) not in handled
+        await _honour_keyword(
+            session, workspace, channel, conversation, contact, message, choice, confirm=confirm
+        )
+
+
+async def _keep_embedded_files(
+    session: AsyncSession, adapter: EmbedsFiles, inbound: InboundEvent, message: Message
+) -> None:
+    """Files that came inside the delivery itself (an e-mail's parts) are kept at once."""
+    contents = adapter.embedded_files(inbound.raw_body, message.attachments)
+    if all(content is None for content in contents):
+        return
+    await session.flush()  # the files reference the message's row
+    limit = get_settings().media_max_bytes
+    kept: list[dict[str, Any]] = []
+    for attachment, content in zip(message.attachments, contents, strict=True):
+        if content is None or len(content) > limit:
+            kept.append(attachment if content is None else {**attachment, "status": "oversize"})
+            continue
+        mime_type = str(attachment.get("mime_type") or "")
+        row = attachments.do_store(
+            session,
+            workspace_id=message.workspace_id,
+            message_id=message.id,
+            kind=str(attachment.get("type") or attachments.kind_of(mime_type)),
+            mime_type=mime_type,
+            filename=attachment.get("filename"),
+            content=content,
+        )
+        kept.append({**attachment, **attachments.entry(row)})
+    message.attachments = kept
 
 
 async def _honour_keyword(
@@ -238,8 +391,11 @@ async def _honour_keyword(
     contact: Contact,
     message: Message,
     choice: str,
+    *,
+    confirm: bool,
 ) -> None:
-    """STOP / BAJA / CANCELAR or START / ALTA: recorded at once, and confirmed."""
+    """STOP / BAJA / CANCELAR or START / ALTA: recorded at once, and confirmed (unless the
+    provider answered the customer itself)."""
     await consent.do_record(
         session,
         workspace_id=workspace.id,
@@ -248,6 +404,8 @@ async def _honour_keyword(
         choice=choice,
         conversation_id=conversation.id,
     )
+    if not confirm:
+        return
     locale = contact.locale or workspace.default_locale
     confirmation = Message(
         workspace_id=workspace.id,
@@ -280,13 +438,23 @@ async def send_outbound(ctx: JobContext) -> None:
         recipient = await channels.recipient(session, channel, message.contact_id)
         opted_out = await consent.is_opted_out(session, message.contact_id, channel.id)
         context = channels.context(channel)
+        answered = await conversation_repository.last_inbound(
+            session,
+            message.workspace_id,
+            conversation_id=message.conversation_id,
+            channel_id=channel.id,
+        )
         outbound = OutboundMessage(
             message_id=message.id,
             conversation_id=message.conversation_id,
             recipient=recipient or "",
             text=message.text,
             created_at=message.created_at,
-            attachments=message.attachments,
+            attachments=attachments.with_links(message.attachments),
+            data=message.data,
+            in_reply_to=ReplyContext(answered.provider_message_id, answered.data)
+            if answered is not None
+            else None,
         )
     give_up_at = message.created_at + timedelta(hours=get_settings().outbound_give_up_hours)
     try:
@@ -313,6 +481,14 @@ async def send_outbound(ctx: JobContext) -> None:
         row = await session.get_one(Message, message_id)
         row.provider_message_id = result.provider_message_id
         _mark(session, row, "sent")
+        for follow_up in result.follow_ups:
+            enqueue(
+                session,
+                follow_up.name,
+                follow_up.payload,
+                workspace_id=row.workspace_id,
+                run_at=now() + follow_up.delay,
+            )
         await ctx.finish(session)
 
 
@@ -325,14 +501,4 @@ def _mark(
     data: dict[str, Any] = {"status": status}
     if error:
         data["error"] = error[:500]
-    events.record(
-        session,
-        f"message.{status}",
-        workspace_id=message.workspace_id,
-        actor=Actor.system(),
-        channel_id=message.channel_id,
-        conversation_id=message.conversation_id,
-        contact_id=message.contact_id,
-        message_id=message.id,
-        data=data,
-    )
+    events.record_on_message(session, f"message.{status}", message, data=data)

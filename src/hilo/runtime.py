@@ -7,7 +7,10 @@ import logging
 
 from sqlalchemy import update
 
-import hilo.flows  # noqa: F401  (registers the inbound and outbound jobs)
+import hilo.channels.email_fallback  # registers channels.email_fallback
+import hilo.channels.email_io.tasks  # registers email.fetch
+import hilo.flows  # registers the inbound and outbound jobs
+import hilo.webchat.tasks  # noqa: F401  (registers webchat.email_proof)
 from hilo import events
 from hilo.audit.tasks import Sealer, wake_on_events
 from hilo.db import Database
@@ -16,6 +19,9 @@ from hilo.models import Job
 from hilo.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# How often the embedded SQLite file's planner statistics are refreshed.
+STATISTICS_SECONDS = 3600.0
 
 
 class Runtime:
@@ -34,6 +40,11 @@ class Runtime:
 
     async def start(self, *, workers: bool) -> None:
         """Start the workers (when this process runs them) and the sealer."""
+        if self.db.is_sqlite:
+            await self.db.refresh_statistics()
+            self._tasks.append(
+                asyncio.create_task(self._keep_statistics(), name="hilo-sqlite-statistics")
+            )
         if not workers:
             return
         if self.db.is_sqlite:
@@ -42,6 +53,15 @@ class Runtime:
         self.sealer = Sealer(self.db)
         events.add_listener(wake_on_events)
         self._tasks.append(asyncio.create_task(self.sealer.run(), name="hilo-sealer"))
+
+    async def _keep_statistics(self) -> None:
+        # The tables grow from nothing: sample them again as they do.
+        while True:
+            await asyncio.sleep(STATISTICS_SECONDS)
+            try:
+                await self.db.refresh_statistics()
+            except Exception:
+                log.exception("refreshing the SQLite planner statistics failed")
 
     async def _recover_embedded_jobs(self) -> None:
         # On the embedded SQLite file this process is the only worker, so a job still marked

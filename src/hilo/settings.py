@@ -47,10 +47,20 @@ class Settings(BaseSettings):
     job_lease_seconds: float = 30.0
     reopen_window_days: int = 7
     max_webhook_bytes: int = 1024 * 1024
+    # Files larger than this are not downloaded or accepted (kept as "oversize").
+    media_max_bytes: int = 16 * 1024 * 1024
     webhook_clock_skew_seconds: int = 300
     outbound_give_up_hours: float = 24.0
     seal_interval_seconds: float = 0.5
+    # Hilo's own SMTP listener for inbound e-mail (port 0: off). Mail for an e-mail
+    # channel's addresses is stored; anything else is refused with 550, and a message over
+    # ``smtp_max_message_bytes`` with 552.
+    smtp_listen_host: str = "127.0.0.1"
+    smtp_listen_port: int = 0
+    smtp_max_message_bytes: int = 25 * 1024 * 1024
     log_level: str = "INFO"
+    # The benchmark's baseline endpoints (/bench/...): never on outside a benchmark run.
+    bench_endpoints: bool = False
 
     @field_validator("database_url")
     @classmethod

@@ -624,19 +624,80 @@ def test_messenger_delivery_receipt_marks_our_message_delivered(api: Api, graph:
     assert "message.sent" in types and "message.delivered" in types
 
 
-def test_messenger_read_watermark_is_stored_not_applied(api: Api, graph: FakeGraph) -> None:
+def receipt_with_watermark(name: str, watermark: int) -> dict[str, Any]:
+    """A delivery or read receipt fixture carrying only a watermark (no mids)."""
+    payload = load("messenger", name)
+    event = payload["entry"][0]["messaging"][0]
+    event[name.removesuffix(".json")] = {"watermark": watermark}
+    event["timestamp"] = watermark + 500
+    return payload
+
+
+def test_messenger_read_watermark_marks_earlier_replies_read(api: Api, graph: FakeGraph) -> None:
+    ms = create_messenger(api, api_base_url=graph.base_url)
+    psid, other_psid = new_digits(), new_digits()
+    _contact, item = customer_writes(ms, psid)
+    conversation_id = item["conversation_id"]
+    _other, other_item = customer_writes(ms, other_psid)
+    earlier = reply_and_wait_sent(api, conversation_id, "Te escribimos mañana.")
+    someone_else = reply_and_wait_sent(api, other_item["conversation_id"], "Y a ti también.")
+    watermark = int(time.time() * 1000)
+    later = reply_and_wait_sent(api, conversation_id, "¿Algo más?")
+    body = ms.body(receipt_with_watermark("read.json", watermark), **{FIXTURE_PSID: psid})
+    response = ms.post(body)
+    assert response.status_code == 200, response.text
+    wait_for(lambda: message_row(api, conversation_id, earlier["id"])["status"] == "read")
+    assert wait_processed(ms, f"watermark:{psid}:read:{watermark}")["status"] == "processed"
+    # Written after the watermark, or to another customer: not read yet.
+    assert message_row(api, conversation_id, later["id"])["status"] == "sent"
+    other_row = message_row(api, other_item["conversation_id"], someone_else["id"])
+    assert other_row["status"] == "sent"
+    trail = api.get(f"/api/v1/conversations/{conversation_id}/events").json()["items"]
+    read = [e["message_id"] for e in trail if e["type"] == "message.read"]
+    assert read == [earlier["id"]]
+    # A redelivered receipt changes nothing more.
+    assert ms.post(body).status_code == 200
+    time.sleep(0.3)
+    trail = api.get(f"/api/v1/conversations/{conversation_id}/events").json()["items"]
+    assert [e["message_id"] for e in trail if e["type"] == "message.read"] == [earlier["id"]]
+
+
+def test_messenger_delivery_watermark_marks_earlier_replies_delivered_never_back(
+    api: Api, graph: FakeGraph
+) -> None:
     ms = create_messenger(api, api_base_url=graph.base_url)
     psid = new_digits()
     _contact, item = customer_writes(ms, psid)
     conversation_id = item["conversation_id"]
-    reply = reply_and_wait_sent(api, conversation_id, "Te escribimos mañana.")
-    body = ms.body(load("messenger", "read.json"), **{FIXTURE_PSID: psid})
+    first = reply_and_wait_sent(api, conversation_id, "Primero")
+    between = int(time.time() * 1000)
+    second = reply_and_wait_sent(api, conversation_id, "Segundo")
+    after_both = int(time.time() * 1000)
+
+    def status_of(reply: dict[str, Any]) -> str:
+        return str(message_row(api, conversation_id, reply["id"])["status"])
+
+    delivered = ms.body(receipt_with_watermark("delivery.json", after_both), **{FIXTURE_PSID: psid})
+    assert ms.post(delivered).status_code == 200
+    wait_for(lambda: status_of(first) == status_of(second) == "delivered")
+    read = ms.body(receipt_with_watermark("read.json", between), **{FIXTURE_PSID: psid})
+    assert ms.post(read).status_code == 200
+    wait_for(lambda: status_of(first) == "read")
+    assert status_of(second) == "delivered"
+    # A later delivery watermark never takes a read reply back.
+    again = ms.body(receipt_with_watermark("delivery.json", after_both + 1), **{FIXTURE_PSID: psid})
+    assert ms.post(again).status_code == 200
+    wait_processed(ms, f"watermark:{psid}:delivered:{after_both + 1}")
+    assert (status_of(first), status_of(second)) == ("read", "delivered")
+
+
+def test_messenger_receipt_from_an_unknown_customer_is_an_orphan(api: Api) -> None:
+    ms = create_messenger(api)
+    psid, watermark = new_digits(), int(time.time() * 1000)
+    body = ms.body(receipt_with_watermark("read.json", watermark), **{FIXTURE_PSID: psid})
     assert ms.post(body).status_code == 200
-    row = wait_processed(ms, f"watermark:{psid}:read:1718000003500")
-    assert row["status"] == "unsupported"
-    assert row["item"]["data"] == {"watermark": 1718000003500, "status": "read", "recipient": psid}
-    # Receipts apply per message id only: the watermark does not move our reply to read.
-    assert message_row(api, conversation_id, reply["id"])["status"] == "sent"
+    assert wait_processed(ms, f"watermark:{psid}:read:{watermark}")["status"] == "orphan"
+    assert api.get("/api/v1/contacts").json()["items"] == []
 
 
 def test_messenger_send_errors_say_whether_to_retry(graph: FakeGraph) -> None:
@@ -698,12 +759,16 @@ def test_messenger_every_fixture_case_parses() -> None:
     assert summary("message_reply_to.json") == [("message", "m_reply_1", "yes please")]
     assert summary("postback.json") == [("message", "m_postback_1", "Talk to an agent")]
     assert summary("echo.json") == [("unsupported", f"{FIXTURE_OUT_MID}:echo", "")]
-    assert summary("delivery.json") == [("status", f"{FIXTURE_OUT_MID}:delivered", "")]
-    assert summary("read.json") == [
-        ("unsupported", f"watermark:{FIXTURE_PSID}:read:1718000003500", "")
+    # A receipt is applied per mid it names, and again up to its watermark.
+    assert summary("delivery.json") == [
+        ("status", f"{FIXTURE_OUT_MID}:delivered", ""),
+        ("status", f"watermark:{FIXTURE_PSID}:delivered:1718000003000", ""),
     ]
-    [delivery] = parse(load("messenger", "delivery.json"))
+    assert summary("read.json") == [("status", f"watermark:{FIXTURE_PSID}:read:1718000003500", "")]
+    delivery, up_to = parse(load("messenger", "delivery.json"))
     assert delivery.data == {"provider_message_id": FIXTURE_OUT_MID, "status": "delivered"}
+    assert up_to.data == {"status": "delivered", "watermark": "2024-06-10T06:13:23+00:00"}
+    assert up_to.sender is not None and up_to.sender.external_id == FIXTURE_PSID
     [text] = parse(load("messenger", "message_text.json"))
     assert text.sender is not None and text.sender.external_id == FIXTURE_PSID
 
@@ -722,13 +787,15 @@ def test_messenger_every_fixture_case_parses() -> None:
     [tapped] = parse(postback)
     assert tapped.provider_event_id == f"postback:{FIXTURE_PSID}:1718000006000"
 
-    # A delivery with only a watermark is stored, not applied.
+    # A delivery with only a watermark is applied up to it; one with neither is kept.
     watermark_only = load("messenger", "delivery.json")
     del watermark_only["entry"][0]["messaging"][0]["delivery"]["mids"]
     [receipt] = parse(watermark_only)
-    assert receipt.kind == "unsupported"
+    assert receipt.kind == "status"
     assert receipt.provider_event_id == f"watermark:{FIXTURE_PSID}:delivered:1718000003000"
-    assert receipt.data["watermark"] == 1718000003000
+    del watermark_only["entry"][0]["messaging"][0]["delivery"]["watermark"]
+    [empty] = parse(watermark_only)
+    assert (empty.kind, empty.data) == ("unsupported", {"event": "delivery"})
 
     # Events Hilo does not handle yet (reactions…) are kept for the trail, keyed stably.
     reaction = load("messenger", "message_text.json")

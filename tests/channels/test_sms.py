@@ -713,3 +713,150 @@ def test_sms_undelivered_status_records_error(api: Api, twilio_api: FakeTwilio) 
     trail = api.get(f"/api/v1/conversations/{conversation_id}/events").json()["items"]
     [event] = [e for e in trail if e["type"] == "message.failed"]
     assert "30003" in event["data"]["error"]
+
+
+# -- every other fixture case ----------------------------------------------------------------
+
+
+def test_sms_webhook_is_answered_with_empty_twiml(api: Api) -> None:
+    sms = create_sms(api)
+    params = sms.inbound(new_phone(), "¿Abrís el domingo?")
+    response = sms.post(params)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/xml")
+    # "<Response/>": Twilio sends nothing back to the customer on Hilo's behalf.
+    fixture = (FIXTURES / "messaging_response_empty.xml").read_text()
+    assert response.text.strip() == fixture.rpartition("?>")[2].strip() == "<Response/>"
+    landed(api, params["MessageSid"])
+
+
+def test_sms_whatsapp_sender_on_the_sms_number_is_stored_not_a_contact(api: Api) -> None:
+    sms = create_sms(api)
+    params = webhook("whatsapp_inbound")
+    sid = new_sid()
+    params.update(MessageSid=sid, SmsSid=sid, SmsMessageSid=sid, AccountSid=sms.account_sid)
+    assert twiml_ok(sms.post(params))
+    row = wait_for(lambda: processed(api.server, sms.id, sid), message="stored and processed")
+    assert row["status"] == "unsupported"
+    assert row["item"]["data"]["from"] == "whatsapp:+14155550100"
+    # "whatsapp:+…" is not a number to text back: no contact, no conversation.
+    assert api.get("/api/v1/contacts").json()["items"] == []
+
+
+def test_sms_read_callback_marks_the_reply_read(api: Api, twilio_api: FakeTwilio) -> None:
+    sms = create_sms(api, api_base_url=twilio_api.base_url)
+    item = customer_writes(sms, new_phone())
+    conversation_id = item["conversation_id"]
+    reply = reply_and_wait_sent(sms, conversation_id, "Llegamos en 20 minutos.")
+    sid = reply["provider_message_id"]
+    params = webhook("whatsapp_status_read")
+    params.update(MessageSid=sid, SmsSid=sid, AccountSid=sms.account_sid)
+    assert twiml_ok(sms.post(params))
+    wait_for(lambda: message_row(api, conversation_id, reply["id"])["status"] == "read")
+    # "delivered" arriving after "read" leaves it read.
+    assert twiml_ok(sms.post(sms.status(sid, "delivered")))
+    wait_for(lambda: processed(api.server, sms.id, f"{sid}:delivered"))
+    assert message_row(api, conversation_id, reply["id"])["status"] == "read"
+
+
+def test_sms_unsubscribed_recipient_fails_the_reply_with_twilio_error(
+    api: Api, twilio_api: FakeTwilio
+) -> None:
+    sms = create_sms(api, api_base_url=twilio_api.base_url)
+    item = customer_writes(sms, new_phone())
+    twilio_api.answers = [(400, load("messages_api.json")["error_unsubscribed"], {})]
+    reply = reply_and_wait_sent(sms, item["conversation_id"], "¿Seguimos?")
+    assert reply["status"] == "failed"
+    assert "(#21610) Attempt to send to unsubscribed recipient" in reply["error"]
+    assert len(twilio_api.requests) == 1  # a refusal is not retried
+
+
+def test_sms_rate_limited_send_is_retried_after_retry_after_with_the_same_token(
+    api: Api, twilio_api: FakeTwilio
+) -> None:
+    sms = create_sms(api, api_base_url=twilio_api.base_url)
+    item = customer_writes(sms, new_phone())
+    conversation_id = item["conversation_id"]
+    throttled = load("messages_api.json")["error_too_many_requests"]
+    twilio_api.answers = [(429, throttled, {"Retry-After": "1"})]
+    # The reply stays queued while Twilio asks to wait, then goes out.
+    row = reply_and_wait_sent(sms, conversation_id, "Vamos para allá")
+    assert row["status"] == "sent", row
+    first, second = twilio_api.requests
+    assert first["form"] == second["form"]
+    tokens = {r["headers"]["i-twilio-idempotency-token"] for r in (first, second)}
+    assert tokens == {row["id"]}
+    assert row["provider_message_id"] == twilio_api.sids[0]
+    assert row["error"] is None
+
+
+# -- opt-out keywords ------------------------------------------------------------------------
+
+
+def system_replies(api: Api, conversation_id: str) -> list[dict[str, Any]]:
+    """Hilo's own confirmations in the conversation, once they have left the queue."""
+    items = api.get(f"/api/v1/conversations/{conversation_id}/messages").json()["items"]
+    return [i for i in items if i["sender_type"] == "system" and i["status"] != "queued"]
+
+
+@pytest.mark.parametrize("word", ["BAJA", "cancelar"])
+def test_sms_stop_word_opts_out_at_once_confirms_and_refuses_later_replies(
+    api: Api, twilio_api: FakeTwilio, word: str
+) -> None:
+    sms = create_sms(api, api_base_url=twilio_api.base_url)
+    phone = new_phone()
+    item = customer_writes(sms, phone, word)
+    conversation_id = item["conversation_id"]
+    [confirmation] = wait_for(lambda: system_replies(api, conversation_id))
+    assert confirmation["status"] == "sent"
+    [request] = twilio_api.requests
+    assert request["form"]["To"] == [phone]
+    assert "ALTA" in request["form"]["Body"][0]
+    refused = api.post(
+        f"/api/v1/conversations/{conversation_id}/messages", json={"text": "¿Sigue ahí?"}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "contact_opted_out"
+    trail = api.get(f"/api/v1/conversations/{conversation_id}/events").json()["items"]
+    assert "contact.opted_out" in [e["type"] for e in trail]
+    assert len(twilio_api.requests) == 1
+
+
+@pytest.mark.parametrize("word", ["STOP", "cancel", "Quit"])
+def test_sms_twilio_stop_word_opts_out_without_a_confirmation_twilio_would_block(
+    api: Api, twilio_api: FakeTwilio, word: str
+) -> None:
+    # Twilio answers its own keywords and refuses any later send (error 21610): Hilo records
+    # the choice and refuses replies itself, and sends nothing Twilio would block.
+    sms = create_sms(api, api_base_url=twilio_api.base_url)
+    conversation_id = customer_writes(sms, new_phone(), word)["conversation_id"]
+    trail = wait_for(
+        lambda: [
+            e
+            for e in api.get(f"/api/v1/conversations/{conversation_id}/events").json()["items"]
+            if e["type"] == "contact.opted_out"
+        ]
+    )
+    assert len(trail) == 1
+    refused = api.post(
+        f"/api/v1/conversations/{conversation_id}/messages", json={"text": "¿Sigue ahí?"}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "contact_opted_out"
+    messages = api.get(f"/api/v1/conversations/{conversation_id}/messages").json()["items"]
+    assert [m["sender_type"] for m in messages if m["sender_type"] == "system"] == []
+    assert twilio_api.requests == []
+
+
+@pytest.mark.parametrize("word", ["ALTA", "Alta"])
+def test_sms_start_word_opts_back_in(api: Api, twilio_api: FakeTwilio, word: str) -> None:
+    sms = create_sms(api, api_base_url=twilio_api.base_url)
+    phone = new_phone()
+    conversation_id = customer_writes(sms, phone, "BAJA")["conversation_id"]
+    wait_for(lambda: system_replies(api, conversation_id))
+    customer_writes(sms, phone, word)
+    wait_for(lambda: len(system_replies(api, conversation_id)) == 2)
+    assert "Vuelves a estar suscrito" in twilio_api.requests[1]["form"]["Body"][0]
+    again = reply_and_wait_sent(sms, conversation_id, "Bienvenido de nuevo")
+    assert again["status"] == "sent"
+    assert twilio_api.requests[2]["form"]["Body"] == ["Bienvenido de nuevo"]

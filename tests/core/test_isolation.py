@@ -18,6 +18,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/api/v1/conversations/{conversation_id}"): {"status": "pending"},
     ("post", "/api/v1/conversations/{conversation_id}/labels"): {"label": "vip"},
     ("post", "/api/v1/conversations/{conversation_id}/messages"): {"text": "hola"},
+    ("post", "/api/v1/conversations/{conversation_id}/calls"): {"duration_seconds": 60},
     ("patch", "/api/v1/contacts/{contact_id}"): {"name": "Intruso"},
     ("patch", "/api/v1/deals/{deal_id}"): {"stage": "won"},
     ("post", "/api/v1/teams/{team_id}/members"): {"user_id": "{user_id}"},
@@ -28,6 +29,7 @@ UNSCOPED = {
     ("get", "/api/v1/conversations"),
     ("get", "/api/v1/channels"),
     ("post", "/api/v1/channels"),
+    ("post", "/api/v1/attachments"),
     ("post", "/api/v1/stream/tickets"),
     ("get", "/api/v1/stream/sse"),
     ("get", "/api/v1/companies"),
@@ -38,6 +40,7 @@ UNSCOPED = {
     ("post", "/api/v1/users"),
     ("get", "/api/v1/teams"),
     ("post", "/api/v1/teams"),
+    ("get", "/api/v1/search/messages"),
 }
 
 
@@ -57,6 +60,9 @@ def populated_workspace(api: Api) -> dict[str, str]:
         json={"title": "Flota 2027", "contact_id": contact["id"], "amount": "1200.50"},
     ).json()
     team = api.post("/api/v1/teams", json={"name": "Asistencia"}).json()
+    attachment = api.post(
+        "/api/v1/attachments", content=b"secreto", headers={"Content-Type": "text/plain"}
+    ).json()
     user = api.post(
         "/api/v1/users",
         json={"email": "ana@example.com", "password": "correct horse", "role": "agent"},
@@ -65,6 +71,7 @@ def populated_workspace(api: Api) -> dict[str, str]:
         "company_id": company["id"],
         "deal_id": deal["id"],
         "team_id": team["id"],
+        "attachment_id": attachment["id"],
         "user_id": user["id"],
         "contact_id": contact["id"],
         "other_contact_id": other["id"],
@@ -124,6 +131,7 @@ def test_every_route_answers_404_for_another_workspaces_objects(api: Api, server
     assert theirs["conversation_id"] not in str(mine.get("/api/v1/conversations").json())
     assert theirs["channel_id"] not in str(mine.get("/api/v1/channels").json())
     assert mine.get("/api/v1/contacts", params={"q": "secreto"}).json()["items"] == []
+    assert mine.get("/api/v1/search/messages", params={"q": "secreto"}).json()["items"] == []
     for listing in ("companies", "deals", "users", "teams"):
         assert mine.get(f"/api/v1/{listing}").json()["items"] == [], listing
     # Their contact cannot be linked to my deals either.

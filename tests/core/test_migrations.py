@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import hilo.models  # noqa: F401
 from hilo.db import Base
-from hilo.migrate import upgrade
+from hilo.migrate import include_name, upgrade
 from hilo.settings import normalise_database_url
 from tests.conftest import REQUIRE_PG, _pg_available, create_pg_database, drop_pg_database
 
@@ -23,7 +23,10 @@ def drift(url: str) -> list[Any]:
         engine = create_async_engine(normalise_database_url(url))
         async with engine.connect() as conn:
             result: list[Any] = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"include_name": include_name}),
+                    Base.metadata,
+                )
             )
         await engine.dispose()
         return result

@@ -6,8 +6,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +18,7 @@ from hilo.clock import now
 from hilo.crypto import hash_token
 from hilo.errors import Conflict, InvalidPayload, Unauthorized
 from hilo.events import Actor
-from hilo.i18n import _
+from hilo.i18n import LOCALES, _
 from hilo.models import ApiToken, Team, TeamMember, User, Workspace
 from hilo.scoping import get_scoped, scoped
 
@@ -124,6 +126,31 @@ async def authenticate_token(session: AsyncSession, token: str) -> Principal:
 def hash_password(password: str) -> str:
     """An argon2id hash of a password."""
     return _hasher.hash(password)
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    # Checked when the e-mail is unknown, so a miss costs as long as a wrong password.
+    return _hasher.hash(secrets.token_hex(16))
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches the argon2 hash (slow on purpose: run it off the loop)."""
+    try:
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def do_set_locale(
+    session: AsyncSession, *, workspace_id: uuid.UUID, user_id: uuid.UUID, locale: str | None
+) -> User:
+    """The language a user works in (None: follow the browser)."""
+    if locale is not None and locale not in LOCALES:
+        raise InvalidPayload(_("Unknown language."), code="invalid_locale")
+    user = await get_scoped(session, User, user_id, workspace_id)
+    user.locale = locale
+    return user
 
 
 async def do_create_user(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
@@ -40,6 +40,8 @@ class Sender:
 
     ``phone_verified`` / ``email_verified``: whether a signed source vouches for that phone
     or e-mail (a company's API, the carrier's sender number). Typed-in values are not.
+    ``id_verified``: whether the channel's own sender id is vouched for (a provider's user
+    id is); an anonymous web visitor's or a form's id is not.
     """
 
     external_id: str
@@ -48,6 +50,7 @@ class Sender:
     email: str | None = None
     phone_verified: bool = False
     email_verified: bool = False
+    id_verified: bool = True
 
 
 @dataclass
@@ -56,9 +59,25 @@ class InboundItem:
 
     ``kind``: ``message`` (a customer's message), ``status`` (a delivery receipt for one of
     our messages: ``data`` holds ``provider_message_id``, ``status`` — sent, delivered, read
-    or failed — and optionally ``error``), ``edit`` (the customer edited a message:
-    ``data["provider_message_id"]`` and the new ``text``), or ``unsupported`` (stored for
-    the trail, nothing else happens).
+    or failed — and optionally ``error``; or, instead of the id, a ``watermark``: an ISO 8601
+    time up to which every reply to ``sender`` has that status), ``edit`` (the customer
+    edited a message: ``data["provider_message_id"]`` and the new ``text``), ``unsupported``
+    (stored for the trail, nothing else happens), or ``call`` (news of a call the channel reported
+    earlier: ``data["provider_message_id"]`` names the call, ``data["call"]`` holds its new
+    status or duration, ``attachments`` a recording, ``text`` a transcript).
+
+    ``answer``: what the provider must be answered for this item, where it expects content
+    (the TwiML of an incoming call, the secret of RBM's set-up check); see
+    :meth:`ChannelAdapter.acknowledge`.
+
+    Kind ``identity``: the sender says they are now also known as ``data["new_sender"]``
+    (a :class:`Sender` as a dict; WhatsApp's "user changed number"): the new identities join
+    the sender's contact.
+
+    ``account``: the provider account the item is addressed to (a WhatsApp phone number id,
+    a Page id) when one delivery may carry several accounts' items; the flow stores the item
+    on the workspace's channel of that account (see :class:`RoutesByAccount`). Empty: this
+    channel.
     """
 
     provider_event_id: str
@@ -68,6 +87,13 @@ class InboundItem:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     sent_at: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    answer: str | None = None
+    account: str = ""
+    # Where the message says it belongs (e-mail): the conversation a signed reply token
+    # names, and the provider ids of the messages it answers, nearest first. The flow follows
+    # them only into the sender's own conversations.
+    thread_conversation_id: str | None = None
+    thread_refs: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +111,14 @@ class IngestResult:
     provider_event_id: str
     message_id: uuid.UUID
     duplicate: bool
+    # The item's own answer (InboundItem.answer), also for a redelivery.
+    answer: str | None = None
+
+
+class PlainText(str):
+    """An acknowledgement sent as ``text/plain`` (a bare ``str`` is sent as XML, TwiML)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -97,11 +131,35 @@ class OutboundMessage:
     text: str
     created_at: datetime
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    # What the message carries beyond text: ``template`` ({name, language, params}) for one.
+    data: dict[str, Any] = field(default_factory=dict)
+    # The customer's latest message on this channel, which the reply answers (e-mail
+    # threads on it: In-Reply-To, References, "Re:" subject).
+    in_reply_to: ReplyContext | None = None
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """A received message as a reply to it needs it: its provider id and channel data."""
+
+    provider_message_id: str | None
+    data: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class SendResult:
     provider_message_id: str | None
+    # Jobs to run once the send is recorded, committed with it (a web chat's e-mail fallback).
+    follow_ups: tuple[FollowUp, ...] = ()
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A job an adapter asks for after a successful send, ``delay`` from then."""
+
+    name: str
+    payload: dict[str, Any]
+    delay: timedelta = timedelta(0)
 
 
 class SendError(Exception):
@@ -128,6 +186,9 @@ class ChannelSetup:
 
     config: dict[str, Any]
     secrets: dict[str, Any]
+    # Durable jobs to start with the channel (an IMAP mailbox's poller), each given
+    # ``{"channel_id": ...}``, committed with the channel itself.
+    jobs: tuple[str, ...] = ()
 
 
 class ChannelAdapter(Protocol):
@@ -155,7 +216,11 @@ class ChannelAdapter(Protocol):
         ...
 
     def acknowledge(self, results: list[IngestResult]) -> tuple[int, Any]:
-        """The status and JSON body the provider expects once the delivery is stored."""
+        """The status and body the provider expects once the delivery is stored.
+
+        A dict or list is sent as JSON, a ``str`` as XML (TwiML), a :class:`PlainText` as
+        plain text.
+        """
         ...
 
     def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
@@ -166,4 +231,132 @@ class ChannelAdapter(Protocol):
         self, client: httpx.AsyncClient, channel: ChannelContext, message: OutboundMessage
     ) -> SendResult:
         """Deliver a reply through the provider's API; raise :class:`SendError` on failure."""
+        ...
+
+
+# -- optional capabilities ----------------------------------------------------------------------
+# An adapter implements these only where its channel needs them. Callers test for them with
+# ``isinstance`` (the protocols are runtime-checkable), so nothing branches on channel types.
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A pre-approved message a channel may send outside its reply window.
+
+    ``body`` holds ``{{1}}``, ``{{2}}``… placeholders, ``params`` says how many;
+    ``provider_id`` is the provider's own id for it where it has one (Twilio's ``HX…``
+    content SID).
+    """
+
+    name: str
+    language: str
+    body: str
+    params: int
+    provider_id: str | None = None
+
+    def render(self, values: list[str]) -> str:
+        """The body with its placeholders filled, as the customer reads it."""
+        text = self.body
+        for index, value in enumerate(values, start=1):
+            text = text.replace("{{" + str(index) + "}}", value)
+        return text
+
+
+@dataclass(frozen=True)
+class ReplyDraft:
+    """A reply about to be queued, as a channel's own sending rules see it.
+
+    ``last_inbound_at``: when the customer last wrote on this channel (None: never).
+    """
+
+    text: str
+    template: MessageTemplate | None
+    attachments: list[dict[str, Any]]
+    last_inbound_at: datetime | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class MediaLocation:
+    """Where a received file can be downloaded from, and how."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    auth: tuple[str, str] | None = None
+    # The size and type the provider declares, when it does (checked before downloading).
+    size: int | None = None
+    mime_type: str | None = None
+    follow_redirects: bool = False
+
+
+class MediaError(Exception):
+    """A file could not be fetched. ``retryable``: worth trying again later."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@runtime_checkable
+class RoutesByAccount(Protocol):
+    """One delivery may carry items for several of the provider's accounts."""
+
+    def account(self, provider: str, config: Mapping[str, Any]) -> str:
+        """The provider account a channel with this configuration stands for."""
+        ...
+
+
+@runtime_checkable
+class AnswersKeywords(Protocol):
+    """The provider acts on some opt-out keywords itself and answers the customer: Hilo
+    records the choice but sends no confirmation of its own (the provider would block it)."""
+
+    provider_keywords: ClassVar[Mapping[str, str]]
+
+
+@runtime_checkable
+class CarriesNoText(Protocol):
+    """The channel cannot deliver a written reply (a phone line): replies default elsewhere."""
+
+    no_text_replies: ClassVar[bool]
+
+
+@runtime_checkable
+class ChecksReplies(Protocol):
+    """The channel has its own rules for what may be sent (a reply window, media)."""
+
+    def check_send(self, channel: ChannelContext, draft: ReplyDraft) -> None:
+        """Refuse a reply the channel cannot deliver now; raise a ``HiloError``."""
+        ...
+
+
+@runtime_checkable
+class HasTemplates(Protocol):
+    """The channel sends pre-approved templates, listed from its configuration."""
+
+    def templates(self, channel: ChannelContext) -> list[MessageTemplate]:
+        """The channel's templates."""
+        ...
+
+
+@runtime_checkable
+class FetchesMedia(Protocol):
+    """Received files must be downloaded from the provider (its links expire)."""
+
+    async def media_location(
+        self, client: httpx.AsyncClient, channel: ChannelContext, attachment: Mapping[str, Any]
+    ) -> MediaLocation | None:
+        """Where to download ``attachment`` from (None: nothing to fetch); raise
+        :class:`MediaError` when the provider cannot say."""
+        ...
+
+
+@runtime_checkable
+class EmbedsFiles(Protocol):
+    """Received files arrive inside the raw delivery itself (an e-mail's MIME parts)."""
+
+    def embedded_files(
+        self, raw: bytes, attachments: Sequence[Mapping[str, Any]]
+    ) -> list[bytes | None]:
+        """The bytes of each of ``attachments`` read from the raw delivery (None: not in it)."""
         ...

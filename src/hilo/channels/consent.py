@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,9 +24,17 @@ CONFIRMATIONS = {
 }
 
 
-def keyword_choice(text: str) -> str | None:
-    """``opted_out`` or ``opted_in`` when the whole message is one of the keywords."""
-    word = unicodedata.normalize("NFKC", text).strip().strip(".!¡").upper()
+def keyword(text: str) -> str:
+    """The message as a keyword would be written: one word, upper case, no punctuation."""
+    return unicodedata.normalize("NFKC", text).strip().strip(".!¡").upper()
+
+
+def keyword_choice(text: str, provider_words: Mapping[str, str] | None = None) -> str | None:
+    """``opted_out`` or ``opted_in`` when the whole message is one of the keywords (ours, or
+    the ones the provider itself acts on)."""
+    word = keyword(text)
+    if provider_words and word in provider_words:
+        return provider_words[word]
     if word in STOP_WORDS:
         return "opted_out"
     if word in START_WORDS:

@@ -12,8 +12,15 @@ from starlette import status as http_status
 
 from hilo import flows
 from hilo.channels import repository, service
-from hilo.channels.base import RawRequest
-from hilo.channels.schemas import ChannelCreated, ChannelIn, ChannelList, ChannelOut
+from hilo.channels.base import PlainText, RawRequest
+from hilo.channels.schemas import (
+    ChannelCreated,
+    ChannelIn,
+    ChannelList,
+    ChannelOut,
+    TemplateList,
+    TemplateOut,
+)
 from hilo.clock import now
 from hilo.deps import CurrentPrincipal, Session
 from hilo.errors import Forbidden, PayloadTooLarge
@@ -61,9 +68,18 @@ async def get_channel(
     return ChannelOut.build(channel, service.webhook_url(channel))
 
 
-async def read_body(request: Request) -> bytes:
+@router.get("/{channel_id}/templates")
+async def list_templates(
+    channel_id: uuid.UUID, principal: CurrentPrincipal, session: Session
+) -> TemplateList:
+    """The channel's message templates (WhatsApp's, from its configuration); empty if none."""
+    templates = await service.templates(session, principal.workspace_id, channel_id)
+    return TemplateList(items=[TemplateOut.build(t) for t in templates])
+
+
+async def read_body(request: Request, *, limit: int | None = None) -> bytes:
     """The raw body, refused past the size limit without reading it all."""
-    limit = get_settings().max_webhook_bytes
+    limit = limit or get_settings().max_webhook_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge()
@@ -122,6 +138,8 @@ async def receive(
         session, channel_type=channel_type, channel_id=channel_id, request=raw
     )
     log.info("webhook %s/%s stored (%d bytes)", channel_type, channel_id, len(body))
+    if isinstance(payload, PlainText):  # RBM's set-up secret, echoed
+        return PlainTextResponse(payload, status_code=status)
     if isinstance(payload, str):  # TwiML and other XML acknowledgements
         return Response(payload, status_code=status, media_type="application/xml")
     return JSONResponse(payload, status_code=status)

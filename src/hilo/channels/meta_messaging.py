@@ -9,7 +9,8 @@ Both send the same webhook shape — ``{"object": "page"|"instagram", "entry": [
 
 :func:`verify_hub_signature` and :func:`answer_hub_challenge` are Meta's webhook rules for
 every Meta channel (WhatsApp included). :class:`MetaMessagingChannel` is the adapter both
-channels specialise: they differ in the ``object`` name, the config keys and the text limit.
+channels specialise: they differ in the ``object`` name, the config keys, the text limit and
+the Send API's host.
 
 Only entries for the channel's own account id are taken: one Meta app subscribed for several
 Pages (or Instagram accounts) sends every one's traffic to every callback it knows.
@@ -37,8 +38,7 @@ from hilo.channels.base import (
     SendError,
     SendResult,
 )
-from hilo.channels.whatsapp import sign
-from hilo.crypto import constant_time_equal, new_secret
+from hilo.crypto import constant_time_equal, hmac_sha256_hex, new_secret
 from hilo.errors import Forbidden, InvalidPayload, InvalidSignature
 from hilo.i18n import _
 
@@ -71,6 +71,11 @@ Json = dict[str, Any]
 
 
 # -- Meta's webhook rules (every Meta channel) ----------------------------------------------
+
+
+def sign(app_secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value Meta sends for ``body``."""
+    return "sha256=" + hmac_sha256_hex(app_secret, body)
 
 
 def verify_hub_signature(request: RawRequest, app_secret: str) -> None:
@@ -158,6 +163,8 @@ class MetaMessagingChannel:
     account_key: ClassVar[str]
     credential_key: ClassVar[str]
     label: ClassVar[str]
+    # Where the Send API is unless the channel's ``api_base_url`` says otherwise.
+    default_api_base_url: ClassVar[str] = DEFAULT_API_BASE_URL
 
     def text_problem(self, text: str) -> str | None:
         """Why ``text`` cannot be sent as one message, or None."""
@@ -174,7 +181,7 @@ class MetaMessagingChannel:
         account = _str(config.get(self.account_key)).strip()
         if account and not account.isdigit():
             missing.append(self.account_key)
-        base = _str(config.get("api_base_url")).strip() or DEFAULT_API_BASE_URL
+        base = _str(config.get("api_base_url")).strip() or self.default_api_base_url
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             missing.append("api_base_url")
@@ -337,7 +344,7 @@ class MetaMessagingChannel:
         return item
 
     def _receipt(self, event: Json, key: str, status: str) -> list[InboundItem]:
-        """Delivery / read receipts: per message id when given, else a watermark."""
+        """Delivery / read receipts: one per message id given, and one for the watermark."""
         receipt = _dict(event.get(key))
         psid = _str(_dict(event.get("sender")).get("id"))
         sent_at = _sent_at(event.get("timestamp"))
@@ -345,27 +352,30 @@ class MetaMessagingChannel:
         mids = [_str(m) for m in _list(receipt.get("mids")) if m]
         if receipt.get("mid"):
             mids.append(_str(receipt["mid"]))
-        if mids:
-            return [
-                InboundItem(
-                    provider_event_id=f"{mid}:{status}",
-                    kind="status",
-                    sent_at=sent_at,
-                    data={"provider_message_id": mid, "status": status},
-                )
-                for mid in mids
-            ]
-        if watermark is not None:
-            # "Everything before this time": flows apply receipts per message id only, so
-            # the watermark is kept for the trail and not applied yet.
-            return [
+        items = [
+            InboundItem(
+                provider_event_id=f"{mid}:{status}",
+                kind="status",
+                sent_at=sent_at,
+                data={"provider_message_id": mid, "status": status},
+            )
+            for mid in mids
+        ]
+        up_to = _sent_at(watermark) if watermark is not None else None
+        if up_to and psid:
+            # "Everything we sent this customer up to this time": it also covers replies
+            # whose own receipt never came (Meta sends mids only sometimes).
+            items.append(
                 InboundItem(
                     provider_event_id=f"watermark:{psid}:{status}:{_str(watermark)}",
-                    kind="unsupported",
+                    kind="status",
+                    sender=Sender(external_id=psid),
                     sent_at=sent_at,
-                    data={"watermark": watermark, "status": status, "recipient": psid},
+                    data={"status": status, "watermark": up_to},
                 )
-            ]
+            )
+        if items:
+            return items
         return [
             InboundItem(
                 provider_event_id=f"{key}:{_fingerprint(event)}",
@@ -387,7 +397,7 @@ class MetaMessagingChannel:
         problem = self.text_problem(message.text)
         if problem:
             raise SendError(problem, retryable=False)
-        base = _str(channel.config.get("api_base_url")) or DEFAULT_API_BASE_URL
+        base = _str(channel.config.get("api_base_url")) or self.default_api_base_url
         url = f"{base.rstrip('/')}/{channel.config[self.account_key]}/messages"
         body = {
             "recipient": {"id": message.recipient},

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from hilo.channels.api import ApiChannel
 from hilo.channels.base import ChannelAdapter
+from hilo.channels.email import EmailChannel
+from hilo.channels.form import FormChannel
 from hilo.channels.instagram import InstagramChannel
 from hilo.channels.messenger import MessengerChannel
+from hilo.channels.rcs import RcsChannel
 from hilo.channels.sms import SmsChannel
 from hilo.channels.telegram import TelegramChannel
+from hilo.channels.voice import VoiceChannel
+from hilo.channels.webchat import WebchatChannel
 from hilo.channels.whatsapp import WhatsAppChannel
 from hilo.errors import InvalidPayload, NotFound
 from hilo.i18n import _
@@ -21,6 +26,11 @@ ADAPTERS: dict[str, ChannelAdapter] = {
         SmsChannel(),
         MessengerChannel(),
         InstagramChannel(),
+        VoiceChannel(),
+        RcsChannel(),
+        EmailChannel(),
+        WebchatChannel(),
+        FormChannel(),
     )
 }
 

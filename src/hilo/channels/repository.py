@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hilo.models import Channel, ContactIdentity, InboundEvent
+from hilo.models import Channel, ContactIdentity, InboundEvent, Message
 from hilo.scoping import get_scoped, scoped
 
 
@@ -27,6 +28,34 @@ async def list_all(session: AsyncSession, workspace_id: uuid.UUID) -> list[Chann
     """The workspace's channels, oldest first."""
     query = scoped(Channel, workspace_id).order_by(Channel.created_at, Channel.id)
     return list((await session.scalars(query)).all())
+
+
+async def list_of_type(
+    session: AsyncSession, workspace_id: uuid.UUID, channel_type: str
+) -> list[Channel]:
+    """The workspace's active channels of one type."""
+    query = scoped(Channel, workspace_id).where(Channel.type == channel_type, Channel.active)
+    return list((await session.scalars(query.order_by(Channel.created_at))).all())
+
+
+async def last_inbound_at(
+    session: AsyncSession, workspace_id: uuid.UUID, *, contact_id: uuid.UUID, channel_id: uuid.UUID
+) -> datetime | None:
+    """When the contact last wrote on the channel: the provider's time where it gave one."""
+    moment = func.coalesce(Message.sent_at, Message.created_at)
+    query = (
+        scoped(Message, workspace_id)
+        .where(
+            Message.contact_id == contact_id,
+            Message.channel_id == channel_id,
+            Message.kind == "inbound",
+        )
+        .order_by(moment.desc())
+        .limit(1)
+        .with_only_columns(moment)
+    )
+    value: datetime | None = (await session.scalars(query)).first()
+    return value
 
 
 async def insert_inbound_once(session: AsyncSession, values: dict[str, object]) -> bool:

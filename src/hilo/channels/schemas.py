@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from hilo.channels.base import MessageTemplate
 from hilo.models import Channel
 
 
@@ -52,3 +53,23 @@ class ChannelCreated(ChannelOut):
 class ChannelList(BaseModel):
     items: list[ChannelOut]
     next_cursor: str | None = None
+
+
+class TemplateOut(BaseModel):
+    name: str
+    language: str
+    body: str
+    params: int
+
+    @classmethod
+    def build(cls, template: MessageTemplate) -> TemplateOut:
+        return cls(
+            name=template.name,
+            language=template.language,
+            body=template.body,
+            params=template.params,
+        )
+
+
+class TemplateList(BaseModel):
+    items: list[TemplateOut]

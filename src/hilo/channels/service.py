@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -9,15 +10,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import events
 from hilo.channels import consent, repository
-from hilo.channels.base import ChannelContext
+from hilo.channels.base import (
+    CarriesNoText,
+    ChannelAdapter,
+    ChannelContext,
+    ChecksReplies,
+    HasTemplates,
+    InboundItem,
+    MessageTemplate,
+    RawRequest,
+    ReplyDraft,
+    RoutesByAccount,
+)
 from hilo.channels.registry import adapter_for_new_channel, get_adapter
 from hilo.clock import now
 from hilo.crypto import decrypt_json, encrypt_json
-from hilo.errors import Conflict, InvalidPayload
+from hilo.errors import Conflict, HiloError, InvalidPayload
 from hilo.events import Actor
 from hilo.i18n import _
+from hilo.jobs.service import enqueue
 from hilo.models import Channel
 from hilo.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 def context(channel: Channel) -> ChannelContext:
@@ -35,6 +50,11 @@ def context(channel: Channel) -> ChannelContext:
 def webhook_url(channel: Channel) -> str:
     """The address to paste into the provider's console."""
     return f"{get_settings().public_url.rstrip('/')}/webhooks/{channel.type}/{channel.id}"
+
+
+def carries_text(channel: Channel) -> bool:
+    """Whether the channel can deliver a written reply."""
+    return not isinstance(get_adapter(channel.type), CarriesNoText)
 
 
 def identity_scope(channel: Channel) -> str:
@@ -88,6 +108,8 @@ async def do_create(
         channel_id=channel.id,
         data={"type": type, "provider": provider},
     )
+    for job_name in setup.jobs:
+        enqueue(session, job_name, {"channel_id": str(channel.id)}, workspace_id=workspace_id)
     return channel, setup.secrets
 
 
@@ -114,3 +136,105 @@ async def check_reachable(session: AsyncSession, channel: Channel, contact_id: u
         raise Conflict(
             _("The customer cannot be reached on this channel."), code="contact_not_reachable"
         )
+
+
+async def route(
+    session: AsyncSession,
+    adapter: ChannelAdapter,
+    channel: Channel,
+    items: list[InboundItem],
+    request: RawRequest,
+) -> list[tuple[Channel, InboundItem]]:
+    """Each item with the channel it belongs to; items of no channel here are dropped.
+
+    One provider app may serve several accounts (WhatsApp numbers) through one callback: an
+    item naming another account goes to the workspace's channel of that account, and only if
+    the delivery's signature holds with that channel's own credentials too. Channels of other
+    workspaces are never looked at.
+    """
+    if not isinstance(adapter, RoutesByAccount):
+        return [(channel, item) for item in items]
+    own = adapter.account(channel.provider, channel.config)
+    others: dict[str, Channel] | None = None
+    routed: list[tuple[Channel, InboundItem]] = []
+    for item in items:
+        if not item.account or item.account == own:
+            routed.append((channel, item))
+            continue
+        if others is None:
+            others = {
+                adapter.account(c.provider, c.config): c
+                for c in await repository.list_of_type(session, channel.workspace_id, channel.type)
+                if c.id != channel.id and c.provider == channel.provider
+            }
+        target = others.get(item.account)
+        if target is None:
+            log.info("item for account %s has no channel here; ignored", item.account)
+            continue
+        try:
+            adapter.verify(request, context(target))
+        except HiloError:
+            log.warning("item for channel %s not signed with its credentials; ignored", target.id)
+            continue
+        routed.append((target, item))
+    return routed
+
+
+async def templates(
+    session: AsyncSession, workspace_id: uuid.UUID, channel_id: uuid.UUID
+) -> list[MessageTemplate]:
+    """The templates a channel of the workspace can send (none for most channels)."""
+    channel = await get(session, workspace_id, channel_id)
+    adapter = get_adapter(channel.type)
+    return adapter.templates(context(channel)) if isinstance(adapter, HasTemplates) else []
+
+
+def check_template(
+    channel: Channel, *, name: str, language: str, params: list[str]
+) -> MessageTemplate:
+    """The channel's template of that name and language, given the right number of values."""
+    adapter = get_adapter(channel.type)
+    known = adapter.templates(context(channel)) if isinstance(adapter, HasTemplates) else []
+    found = next((t for t in known if t.name == name and t.language == language), None)
+    if found is None:
+        raise InvalidPayload(
+            _("Unknown template for this channel: {name} ({language})."),
+            code="unknown_template",
+            name=name,
+            language=language,
+        )
+    if len(params) != found.params:
+        raise InvalidPayload(
+            _("The template {name} takes {expected} parameters; {given} were given."),
+            code="template_params",
+            name=name,
+            expected=found.params,
+            given=len(params),
+        )
+    return found
+
+
+async def check_send(
+    session: AsyncSession,
+    channel: Channel,
+    contact_id: uuid.UUID,
+    *,
+    text: str,
+    template: MessageTemplate | None,
+    attachments: list[dict[str, Any]],
+) -> None:
+    """Refuse a reply the channel cannot deliver now (a closed window, files it cannot send)."""
+    adapter = get_adapter(channel.type)
+    if not isinstance(adapter, ChecksReplies):
+        if attachments:
+            raise InvalidPayload(
+                _("This channel cannot send files."), code="attachments_not_supported"
+            )
+        return
+    last = await repository.last_inbound_at(
+        session, channel.workspace_id, contact_id=contact_id, channel_id=channel.id
+    )
+    draft = ReplyDraft(
+        text=text, template=template, attachments=attachments, last_inbound_at=last, at=now()
+    )
+    adapter.check_send(context(channel), draft)

@@ -17,14 +17,12 @@ app joins that contact.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
-import re
+import uuid
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -39,21 +37,27 @@ from hilo.channels.base import (
     SendError,
     SendResult,
 )
+from hilo.channels.phone import e164 as _e164
+from hilo.channels.phone import is_e164
+from hilo.channels.twilio_common import (
+    DEFAULT_API_BASE_URL,
+    EMPTY_TWIML,
+    TwilioWebhook,
+    check_account,
+    invalid_config,
+)
+from hilo.channels.twilio_common import form as _form
+from hilo.channels.twilio_common import invalid as _invalid
+from hilo.channels.twilio_common import signature as signature
+from hilo.channels.twilio_common import text as _str
+from hilo.channels.twilio_common import url_variants as url_variants
 from hilo.clock import now
-from hilo.contacts.service import normalise_phone
-from hilo.crypto import constant_time_equal
-from hilo.errors import InvalidPayload, InvalidSignature, NotFound
-from hilo.i18n import _
 from hilo.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_BASE_URL = "https://api.twilio.com"
-SIGNATURE_HEADER = "x-twilio-signature"
 # Twilio refuses a longer Body (error 21617); the carrier splits what it accepts into segments.
 MAX_BODY_CHARS = 1600
-# What Twilio expects back from a messaging webhook: TwiML that sends nothing.
-EMPTY_TWIML = "<Response/>"
 # Receipts Hilo records; queued/sending/accepted/scheduled/canceled are kept for the trail.
 STATUS_MAP = {
     "sent": "sent",
@@ -76,79 +80,8 @@ ERROR_TEXTS = {
     "30007": "Message filtered by the carrier",
     "30008": "Unknown error",
     "30034": "Message from an unregistered number (US A2P 10DLC)",
+    "63016": "Outside the WhatsApp 24-hour window: only a template can be sent",
 }
-
-_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
-    """The ``X-Twilio-Signature`` Twilio sends for a POST of ``params`` to ``url``.
-
-    Names sorted; each name's values sorted and de-duplicated, as Twilio's own
-    ``RequestValidator.compute_signature`` does.
-    """
-    values: dict[str, set[str]] = {}
-    for name, value in params:
-        values.setdefault(name, set()).add(value)
-    signed = url + "".join(
-        name + value for name in sorted(values) for value in sorted(values[name])
-    )
-    digest = hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
-def url_variants(url: str) -> list[str]:
-    """``url`` as given, and with its default port added or removed.
-
-    Twilio signs the URL as configured, which may or may not spell ``:443``/``:80``; its
-    own validator accepts both, and so does Hilo.
-    """
-    parts = urlsplit(url)
-    default = _DEFAULT_PORTS.get(parts.scheme)
-    variants = [url]
-    if default is None or not parts.hostname:
-        return variants
-    try:
-        port = parts.port
-    except ValueError:
-        return variants
-    userinfo, at, host = parts.netloc.rpartition("@")
-    bare = userinfo + at + (host.rsplit(":", 1)[0] if port is not None else host)
-    if port is None:
-        variants.append(urlunsplit(parts._replace(netloc=f"{bare}:{default}")))
-    elif port == default:
-        variants.append(urlunsplit(parts._replace(netloc=bare)))
-    return variants
-
-
-def _form(body: bytes) -> list[tuple[str, str]]:
-    """The form parameters of a body, in order, repeats kept; ValueError when not a form."""
-    return parse_qsl(
-        body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body), errors="strict"
-    )
-
-
-def _invalid(*fields: str) -> InvalidPayload:
-    return InvalidPayload(
-        _("Invalid payload: check the fields {fields}."),
-        code="invalid_payload",
-        fields=", ".join(fields),
-    )
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def _e164(raw: str) -> str | None:
-    """A phone number in E.164 (``+`` and digits), or None."""
-    value = _PHONE_PUNCTUATION.sub("", raw)
-    if not _E164.match(value):
-        return None
-    return normalise_phone(value, "ZZ")
 
 
 def _error_text(code: str, message: str) -> str | None:
@@ -177,7 +110,13 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max((when - now()).total_seconds(), 0.0) or None
 
 
-class SmsChannel:
+TWILIO_KEYWORDS: Mapping[str, str] = {
+    **dict.fromkeys(("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"), "opted_out"),
+    **dict.fromkeys(("START", "YES", "UNSTOP"), "opted_in"),
+}
+
+
+class SmsChannel(TwilioWebhook):
     type: ClassVar[str] = "sms"
     providers: ClassVar[tuple[str, ...]] = ("twilio",)
     # The sender id is the phone number itself: the same person on every channel.
@@ -186,68 +125,22 @@ class SmsChannel:
     # Twilio also answers STOP/START itself on long codes and blocks sends to numbers that
     # opted out (error 21610); Hilo records the choice so agents see it.
     supports_opt_out: ClassVar[bool] = True
+    # Twilio's own opt-out handling on long codes and toll-free numbers: it answers these
+    # itself and blocks later sends (error 21610), so Hilo records them without confirming.
+    provider_keywords: ClassVar[Mapping[str, str]] = TWILIO_KEYWORDS
 
     # -- set-up -------------------------------------------------------------------------
 
     def validate_config(self, provider: str, config: dict[str, Any]) -> ChannelSetup:
-        wrong: list[str] = []
-        account_sid = _str(config.get("account_sid")).strip()
-        if not _ACCOUNT_SID.match(account_sid):
-            wrong.append("account_sid")
-        auth_token = _str(config.get("auth_token")).strip()
-        if not auth_token or len(auth_token) > 256 or any(c.isspace() for c in auth_token):
-            wrong.append("auth_token")
-        phone_number = _e164(_str(config.get("phone_number")))
-        if phone_number is None:
-            wrong.append("phone_number")
-        base = _str(config.get("api_base_url")).strip() or DEFAULT_API_BASE_URL
-        parts = urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            wrong.append("api_base_url")
+        config_shown, secrets, wrong = check_account(config)
         if wrong:
-            raise InvalidPayload(
-                _("Invalid payload: check the fields {fields}."),
-                code="invalid_config",
-                fields=", ".join(f"config.{name}" for name in wrong),
-            )
-        return ChannelSetup(
-            config={
-                "account_sid": account_sid,
-                "phone_number": phone_number,
-                "api_base_url": base.rstrip("/"),
-            },
-            secrets={"auth_token": auth_token},
-        )
+            raise invalid_config(wrong)
+        return ChannelSetup(config=config_shown, secrets=secrets)
 
-    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
-
-    # -- inbound ------------------------------------------------------------------------
-
-    def verify(self, request: RawRequest, channel: ChannelContext) -> None:
-        given = request.headers.get(SIGNATURE_HEADER, "").strip()
-        auth_token = _str(channel.secrets.get("auth_token"))
-        if not given or not auth_token:
-            raise InvalidSignature()
-        try:
-            params = _form(request.body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidSignature() from exc
-        matched = False
-        for url in url_variants(request.url):
-            # Every variant is computed and compared, so timing says nothing about which.
-            matched |= constant_time_equal(signature(auth_token, url, params), given)
-        if not matched:
-            raise InvalidSignature()
+    # -- inbound: verify() and handshake() are TwilioWebhook's -------------------------
 
     def parse_inbound(self, request: RawRequest, channel: ChannelContext) -> list[InboundItem]:
-        try:
-            params = dict(_form(request.body))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise _invalid("body") from exc
-        sid = params.get("MessageSid") or params.get("SmsSid") or ""
-        if not sid:
-            raise _invalid("MessageSid")
+        sid, params = message_form(request)
         if "MessageStatus" in params:
             return [self._status(sid, params)]
         if "From" not in params or "Body" not in params:
@@ -285,23 +178,7 @@ class SmsChannel:
         )
 
     def _status(self, sid: str, params: dict[str, str]) -> InboundItem:
-        raw = params["MessageStatus"].strip().lower()
-        provider_event_id = f"{sid}:{raw}"
-        data: dict[str, Any] = {"provider_message_id": sid}
-        error = _error_text(params.get("ErrorCode", "").strip(), params.get("ErrorMessage", ""))
-        if raw not in STATUS_MAP:
-            # queued, sending, accepted, scheduled, canceled: nothing to move forward.
-            return InboundItem(
-                provider_event_id=provider_event_id,
-                kind="unsupported",
-                data={**data, "status": raw},
-            )
-        data["status"] = STATUS_MAP[raw]
-        if raw != data["status"]:
-            data["provider_status"] = raw
-        if error:
-            data["error"] = error
-        return InboundItem(provider_event_id=provider_event_id, kind="status", data=data)
+        return status_item(sid, params)
 
     def acknowledge(self, results: list[IngestResult]) -> tuple[int, Any]:
         # Empty TwiML: stored, and no automatic reply. Rendered as XML by the endpoint.
@@ -320,45 +197,96 @@ class SmsChannel:
                 f"Twilio allows {MAX_BODY_CHARS} in one SMS",
                 retryable=False,
             )
-        if not _E164.match(message.recipient):
+        if not is_e164(message.recipient):
             raise SendError(
                 f"the recipient {message.recipient!r} is not an E.164 phone number",
                 retryable=False,
             )
-        account_sid = _str(channel.config["account_sid"])
-        base = _str(channel.config.get("api_base_url")) or DEFAULT_API_BASE_URL
-        url = f"{base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
-        callback = f"{get_settings().public_url.rstrip('/')}/webhooks/{self.type}/{channel.id}"
         form = {
             "To": message.recipient,
             "From": _str(channel.config["phone_number"]),
             "Body": message.text,
-            "StatusCallback": callback,
+            "StatusCallback": status_callback(channel),
         }
-        try:
-            response = await client.post(
-                url,
-                data=form,
-                auth=(account_sid, _str(channel.secrets["auth_token"])),
-                headers={"I-Twilio-Idempotency-Token": str(message.message_id)},
+        return await post_message(client, channel, form, idempotency_key=message.message_id)
+
+
+def message_form(request: RawRequest) -> tuple[str, dict[str, str]]:
+    """A messaging webhook's ``MessageSid`` and parameters; 422 when they cannot be read."""
+    try:
+        params = dict(_form(request.body))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _invalid("body") from exc
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    if not sid:
+        raise _invalid("MessageSid")
+    return sid, params
+
+
+def status_callback(channel: ChannelContext) -> str:
+    """The URL Twilio reports a sent message's statuses to: the channel's own webhook."""
+    return f"{get_settings().public_url.rstrip('/')}/webhooks/{channel.type}/{channel.id}"
+
+
+async def post_message(
+    client: httpx.AsyncClient,
+    channel: ChannelContext,
+    form: Mapping[str, str | list[str]],
+    *,
+    idempotency_key: uuid.UUID,
+) -> SendResult:
+    """``POST …/Messages.json`` with the channel's account; the new message's sid.
+
+    Raises :class:`SendError` with Twilio's code and words, retryable on 429 and 5xx.
+    """
+    account_sid = _str(channel.config["account_sid"])
+    base = _str(channel.config.get("api_base_url")) or DEFAULT_API_BASE_URL
+    url = f"{base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+    try:
+        response = await client.post(
+            url,
+            data=dict(form),
+            auth=(account_sid, _str(channel.secrets["auth_token"])),
+            headers={"I-Twilio-Idempotency-Token": str(idempotency_key)},
+        )
+    except httpx.HTTPError as exc:
+        raise SendError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    answer = answer if isinstance(answer, dict) else {}
+    if response.is_success:
+        sid = _str(answer.get("sid"))
+        if not sid:
+            raise SendError(
+                f"HTTP {response.status_code} without a message sid: {response.text[:300]}",
+                retryable=False,
+                provider_error=response.text[:2000],
             )
-        except httpx.HTTPError as exc:
-            raise SendError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        answer = answer if isinstance(answer, dict) else {}
-        if response.is_success:
-            sid = _str(answer.get("sid"))
-            if not sid:
-                raise SendError(
-                    f"HTTP {response.status_code} without a message sid: {response.text[:300]}",
-                    retryable=False,
-                    provider_error=response.text[:2000],
-                )
-            return SendResult(provider_message_id=sid)
-        raise _api_error(response, answer)
+        return SendResult(provider_message_id=sid)
+    raise _api_error(response, answer)
+
+
+def status_item(sid: str, params: dict[str, str]) -> InboundItem:
+    """A status callback (``MessageStatus``) as a receipt of our message ``sid``."""
+    raw = params["MessageStatus"].strip().lower()
+    provider_event_id = f"{sid}:{raw}"
+    data: dict[str, Any] = {"provider_message_id": sid}
+    error = _error_text(params.get("ErrorCode", "").strip(), params.get("ErrorMessage", ""))
+    if raw not in STATUS_MAP:
+        # queued, sending, accepted, scheduled, canceled: nothing to move forward.
+        return InboundItem(
+            provider_event_id=provider_event_id,
+            kind="unsupported",
+            data={**data, "status": raw},
+        )
+    data["status"] = STATUS_MAP[raw]
+    if raw != data["status"]:
+        data["provider_status"] = raw
+    if error:
+        data["error"] = error
+    return InboundItem(provider_event_id=provider_event_id, kind="status", data=data)
 
 
 def _api_error(response: httpx.Response, answer: dict[str, Any]) -> SendError:
@@ -378,8 +306,8 @@ def _api_error(response: httpx.Response, answer: dict[str, Any]) -> SendError:
     )
 
 
-def _media(params: dict[str, str]) -> list[dict[str, Any]]:
-    """MMS media as attachment metadata; downloading them is later work."""
+def media_attachments(params: dict[str, str]) -> list[dict[str, Any]]:
+    """``NumMedia`` / ``MediaUrl{N}`` / ``MediaContentType{N}`` as attachment metadata."""
     raw = params.get("NumMedia", "0").strip() or "0"
     if not raw.isdigit():
         raise _invalid("NumMedia")
@@ -399,3 +327,6 @@ def _media(params: dict[str, str]) -> list[dict[str, Any]]:
             }
         )
     return attachments
+
+
+_media = media_attachments

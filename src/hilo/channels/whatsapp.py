@@ -1,15 +1,20 @@
-"""WhatsApp Business Cloud API (Meta): webhooks in, Graph API ``/messages`` out.
+"""WhatsApp Business: one channel type, through Meta's Cloud API or through Twilio.
 
-Inbound: ``POST /webhooks/whatsapp/{channel_id}`` with
+Provider ``meta`` (Cloud API): ``POST /webhooks/whatsapp/{channel_id}`` with
 ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret, raw body)>``; one delivery may
-batch several entries, changes, messages and statuses. Set-up: Meta's
-``GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…``, answered with the challenge.
-Outbound: ``POST {api_base_url}/{phone_number_id}/messages`` with the system-user token;
-the returned ``wamid`` is what later status webhooks name.
+batch several entries, changes, messages and statuses, for several phone numbers of the same
+Meta app. Set-up: Meta's ``GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…``,
+answered with the challenge. Outbound: ``POST {api_base_url}/{phone_number_id}/messages``
+with the system-user token; the returned ``wamid`` is what later status webhooks name.
+Media: ``GET {api_base_url}/{media-id}`` gives a short-lived URL, fetched with the same token.
 
-Only changes for this channel's ``phone_number_id`` are taken: one Meta app subscribed for
-several numbers sends every number's traffic to every callback it knows, and the other
-numbers' changes belong to other channels.
+Provider ``twilio``: Twilio's form webhooks with ``whatsapp:+E164`` addresses, see
+:mod:`hilo.channels.whatsapp_twilio`.
+
+What both share lives in :class:`WhatsAppChannel`: the customer is their WhatsApp id (their
+phone number without ``+``) on every number of the workspace; templates come from the
+channel's configuration; outside the 24-hour customer-service window only a template may be
+sent.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+import re
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,25 +36,38 @@ from hilo.channels.base import (
     ChannelSetup,
     InboundItem,
     IngestResult,
+    MediaError,
+    MediaLocation,
+    MessageTemplate,
     OutboundMessage,
     RawRequest,
+    ReplyDraft,
     Sender,
     SendError,
     SendResult,
 )
-from hilo.crypto import constant_time_equal, hmac_sha256_hex, new_secret
-from hilo.errors import Forbidden, InvalidPayload, InvalidSignature
+from hilo.channels.meta_messaging import answer_hub_challenge, verify_hub_signature
+from hilo.channels.meta_messaging import sign as sign
+from hilo.channels.whatsapp_twilio import TwilioWhatsApp
+from hilo.crypto import new_secret
+from hilo.errors import Conflict, InvalidPayload
 from hilo.i18n import _
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://graph.facebook.com/v21.0"
-# Meta's limit on a text message body, in characters.
+# Meta's limit on a text message body, in characters, and on a media caption.
 MAX_TEXT_CHARS = 4096
+MAX_CAPTION_CHARS = 1024
+# Free-form messages may be sent only this long after the customer's last message.
+SERVICE_WINDOW = timedelta(hours=24)
 # Graph error codes that mean "slow down", whatever the HTTP status they come with.
 THROTTLED_CODES = frozenset({4, 80007, 130429, 131056})
 REENGAGEMENT_CODE = 131047
 MEDIA_TYPES = ("image", "video", "audio", "voice", "document", "sticker")
+# What Meta can send as media by link, and which of them carry a caption.
+OUTBOUND_MEDIA = ("image", "video", "audio", "document", "sticker")
+CAPTIONED = ("image", "video", "document")
 STATUS_MAP = {
     "sent": "sent",
     "delivered": "delivered",
@@ -54,13 +75,14 @@ STATUS_MAP = {
     "played": "read",
     "failed": "failed",
 }
+# Template names as Meta accepts them; languages as ``es``, ``es_MX``, ``en_US``.
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
+_PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
+_CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
+MAX_TEMPLATES = 200
 
 Json = dict[str, Any]
-
-
-def sign(app_secret: str, body: bytes) -> str:
-    """The ``X-Hub-Signature-256`` value Meta sends for ``body``."""
-    return "sha256=" + hmac_sha256_hex(app_secret, body)
 
 
 def _dict(value: Any) -> Json:
@@ -100,17 +122,220 @@ def _error_text(errors: Any) -> str | None:
     return f"{text}: {details}" if details and details != title else text
 
 
+def _customer(wa_id: str, name: str | None) -> Sender:
+    """A customer as WhatsApp names them: the wa_id is their phone, vouched for by WhatsApp."""
+    return Sender(
+        external_id=wa_id,
+        name=name or None,
+        phone=f"+{wa_id}" if wa_id.isdigit() else None,
+        phone_verified=wa_id.isdigit(),
+    )
+
+
+class Provider(Protocol):
+    """How one provider carries WhatsApp: its credentials, wire format and API."""
+
+    def check_config(self, config: dict[str, Any]) -> tuple[Json, Json, list[str]]:
+        """(config shown, secrets encrypted, names of the wrong fields)."""
+        ...
+
+    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]: ...
+
+    def verify(self, request: RawRequest, channel: ChannelContext) -> None: ...
+
+    def parse_inbound(self, request: RawRequest, channel: ChannelContext) -> list[InboundItem]: ...
+
+    async def send(
+        self,
+        client: httpx.AsyncClient,
+        channel: ChannelContext,
+        message: OutboundMessage,
+        template: MessageTemplate | None,
+    ) -> SendResult: ...
+
+    async def media_location(
+        self, client: httpx.AsyncClient, channel: ChannelContext, attachment: Mapping[str, Any]
+    ) -> MediaLocation | None: ...
+
+
+# -- the channel --------------------------------------------------------------------------------
+
+
 class WhatsAppChannel:
     type: ClassVar[str] = "whatsapp"
-    providers: ClassVar[tuple[str, ...]] = ("meta",)
+    providers: ClassVar[tuple[str, ...]] = ("meta", "twilio")
     # A wa_id is the customer's phone number: the same person on every number we own.
     identity_kind: ClassVar[str] = "whatsapp"
     identity_scope: ClassVar[str] = "workspace"
     supports_opt_out: ClassVar[bool] = True
 
+    def __init__(self) -> None:
+        self._providers: dict[str, Provider] = {"meta": MetaCloudApi(), "twilio": TwilioWhatsApp()}
+
+    def _provider(self, name: str) -> Provider:
+        return self._providers[name]
+
     # -- set-up -------------------------------------------------------------------------
 
     def validate_config(self, provider: str, config: dict[str, Any]) -> ChannelSetup:
+        shown, secrets, wrong = self._provider(provider).check_config(config)
+        templates, template_problems = _check_templates(provider, config.get("templates"))
+        wrong += template_problems
+        if wrong:
+            raise InvalidPayload(
+                _("Invalid payload: check the fields {fields}."),
+                code="invalid_config",
+                fields=", ".join(f"config.{name}" for name in wrong),
+            )
+        return ChannelSetup(config={**shown, "templates": templates}, secrets=secrets)
+
+    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
+        return self._provider(channel.provider).handshake(request, channel)
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def verify(self, request: RawRequest, channel: ChannelContext) -> None:
+        self._provider(channel.provider).verify(request, channel)
+
+    def parse_inbound(self, request: RawRequest, channel: ChannelContext) -> list[InboundItem]:
+        return self._provider(channel.provider).parse_inbound(request, channel)
+
+    def acknowledge(self, results: list[IngestResult]) -> tuple[int, Any]:
+        # Twilio's items carry the TwiML it expects; Meta needs only a 2xx, also for a
+        # delivery that held nothing for this workspace.
+        answers = [r.answer for r in results if r.answer]
+        return (200, answers[0]) if answers else (200, {"ok": True})
+
+    def account(self, provider: str, config: Mapping[str, Any]) -> str:
+        """The Meta phone number id a channel stands for (Twilio sends one number per URL)."""
+        return _str(config.get("phone_number_id")) if provider == "meta" else ""
+
+    async def media_location(
+        self, client: httpx.AsyncClient, channel: ChannelContext, attachment: Mapping[str, Any]
+    ) -> MediaLocation | None:
+        return await self._provider(channel.provider).media_location(client, channel, attachment)
+
+    # -- outbound -----------------------------------------------------------------------
+
+    def templates(self, channel: ChannelContext) -> list[MessageTemplate]:
+        return [
+            MessageTemplate(
+                name=_str(t.get("name")),
+                language=_str(t.get("language")),
+                body=_str(t.get("body")),
+                params=int(t.get("params") or 0),
+                provider_id=_str(t.get("content_sid")) or None,
+            )
+            for t in _list(channel.config.get("templates"))
+            if isinstance(t, dict)
+        ]
+
+    def check_send(self, channel: ChannelContext, draft: ReplyDraft) -> None:
+        """Outside the 24-hour window only templates; one file per message, captioned."""
+        if draft.template is None and (
+            draft.last_inbound_at is None or draft.at - draft.last_inbound_at > SERVICE_WINDOW
+        ):
+            raise Conflict(
+                _(
+                    "The customer has not written on this WhatsApp number in the last 24 "
+                    "hours: only a template can be sent."
+                ),
+                code="whatsapp_window_closed",
+            )
+        if not draft.attachments:
+            return
+        kind = _outbound_kind(draft.attachments[0])
+        if (
+            draft.template is not None
+            or len(draft.attachments) > 1
+            or len(draft.text) > MAX_CAPTION_CHARS
+            or (draft.text.strip() and kind not in CAPTIONED)
+        ):
+            raise InvalidPayload(
+                _(
+                    "WhatsApp sends one file per message, with a caption of at most 1024 "
+                    "characters (none for audio and stickers), and templates without files."
+                ),
+                code="whatsapp_media_rules",
+            )
+
+    async def send(
+        self, client: httpx.AsyncClient, channel: ChannelContext, message: OutboundMessage
+    ) -> SendResult:
+        template = None
+        chosen = _dict(message.data.get("template"))
+        if chosen:
+            name, language = _str(chosen.get("name")), _str(chosen.get("language"))
+            template = next(
+                (t for t in self.templates(channel) if (t.name, t.language) == (name, language)),
+                None,
+            )
+            if template is None:
+                raise SendError(
+                    f"the template {name} ({language}) is no longer in the channel's list",
+                    retryable=False,
+                )
+        return await self._provider(channel.provider).send(client, channel, message, template)
+
+
+def _outbound_kind(attachment: Mapping[str, Any]) -> str:
+    """What WhatsApp calls a file we send: image, video, audio, sticker or document."""
+    mime_type = _str(attachment.get("mime_type"))
+    if mime_type in ("image/jpeg", "image/png"):
+        return "image"
+    if mime_type == "image/webp":
+        return "sticker"
+    if mime_type.startswith("video/"):
+        return "video"
+    if mime_type.startswith("audio/"):
+        return "audio"
+    return "document"
+
+
+def _check_templates(provider: str, raw: Any) -> tuple[list[Json], list[str]]:
+    """The configured templates, normalised (with their parameter count), and what is wrong.
+
+    Each is ``{"name", "language", "body"}`` (``{{1}}``… for its values); Twilio's also need
+    the ``content_sid`` (``HX…``) of the approved content template.
+    """
+    if raw is None:
+        return [], []
+    if not isinstance(raw, list) or len(raw) > MAX_TEMPLATES:
+        return [], ["templates"]
+    templates: list[Json] = []
+    wrong: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for index, entry in enumerate(raw):
+        entry = _dict(entry)
+        name, language = _str(entry.get("name")).strip(), _str(entry.get("language")).strip()
+        body = _str(entry.get("body"))
+        numbers = sorted({int(n) for n in _PLACEHOLDER.findall(body)})
+        problems = [
+            not _TEMPLATE_NAME.match(name),
+            not _LANGUAGE.match(language),
+            not body.strip() or len(body) > MAX_TEXT_CHARS,
+            numbers != list(range(1, len(numbers) + 1)),
+            (name, language) in seen,
+        ]
+        template: Json = {"name": name, "language": language, "body": body, "params": len(numbers)}
+        if provider == "twilio":
+            content_sid = _str(entry.get("content_sid")).strip()
+            problems.append(not _CONTENT_SID.match(content_sid))
+            template["content_sid"] = content_sid
+        if any(problems):
+            wrong.append(f"templates[{index}]")
+        seen.add((name, language))
+        templates.append(template)
+    return templates, wrong
+
+
+# -- Meta's Cloud API ---------------------------------------------------------------------------
+
+
+class MetaCloudApi:
+    """WhatsApp through Meta's Cloud API (provider ``meta``)."""
+
+    def check_config(self, config: dict[str, Any]) -> tuple[Json, Json, list[str]]:
         missing = [
             name
             for name in ("phone_number_id", "app_secret", "access_token")
@@ -123,43 +348,20 @@ class WhatsAppChannel:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             missing.append("api_base_url")
-        if missing:
-            raise InvalidPayload(
-                _("Invalid payload: check the fields {fields}."),
-                code="invalid_config",
-                fields=", ".join(f"config.{name}" for name in missing),
-            )
-        return ChannelSetup(
-            config={"phone_number_id": phone_number_id, "api_base_url": base.rstrip("/")},
-            secrets={
-                "app_secret": _str(config["app_secret"]).strip(),
-                "access_token": _str(config["access_token"]).strip(),
-                # Pasted into Meta's console next to the webhook URL; ours unless given.
-                "verify_token": _str(config.get("verify_token")).strip() or new_secret(24),
-            },
-        )
+        shown = {"phone_number_id": phone_number_id, "api_base_url": base.rstrip("/")}
+        secrets = {
+            "app_secret": _str(config.get("app_secret")).strip(),
+            "access_token": _str(config.get("access_token")).strip(),
+            # Pasted into Meta's console next to the webhook URL; ours unless given.
+            "verify_token": _str(config.get("verify_token")).strip() or new_secret(24),
+        }
+        return shown, secrets, missing
 
     def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        token = request.query.get("hub.verify_token", "")
-        expected = _str(channel.secrets.get("verify_token"))
-        if (
-            request.query.get("hub.mode") != "subscribe"
-            or not expected
-            or not constant_time_equal(token, expected)
-        ):
-            raise Forbidden(code="invalid_verify_token")
-        return 200, request.query.get("hub.challenge", "")[:256]
-
-    # -- inbound ------------------------------------------------------------------------
+        return answer_hub_challenge(request, _str(channel.secrets.get("verify_token")))
 
     def verify(self, request: RawRequest, channel: ChannelContext) -> None:
-        signature = request.headers.get("x-hub-signature-256", "").strip()
-        secret = _str(channel.secrets.get("app_secret"))
-        if not signature or not secret:
-            raise InvalidSignature()
-        expected = sign(secret, request.body)
-        if not constant_time_equal(expected, signature.lower()):
-            raise InvalidSignature()
+        verify_hub_signature(request, _str(channel.secrets.get("app_secret")))
 
     def parse_inbound(self, request: RawRequest, channel: ChannelContext) -> list[InboundItem]:
         try:
@@ -171,7 +373,6 @@ class WhatsAppChannel:
         entries = payload.get("entry")
         if not isinstance(entries, list):
             raise InvalidPayload(_("Invalid payload: check the fields {fields}."), fields="entry")
-        ours = _str(channel.config.get("phone_number_id"))
         items: list[InboundItem] = []
         for entry in entries:
             for change in _list(_dict(entry).get("changes")):
@@ -180,14 +381,14 @@ class WhatsAppChannel:
                 if change.get("field", "messages") != "messages":
                     continue
                 number = _str(_dict(value.get("metadata")).get("phone_number_id"))
-                if number != ours:
-                    log.info(
-                        "whatsapp change for phone number id %s ignored on channel %s",
-                        number or "?",
-                        channel.id,
-                    )
+                if not number:
+                    log.info("whatsapp change without a phone number id on %s", channel.id)
                     continue
-                items.extend(self._value_items(value))
+                for item in self._value_items(value):
+                    # The flow stores it on the channel of that number (several numbers of one
+                    # Meta app share the callback).
+                    item.account = number
+                    items.append(item)
                 for error in _list(value.get("errors")):
                     log.warning(
                         "whatsapp reported an error on channel %s: %s",
@@ -218,17 +419,10 @@ class WhatsAppChannel:
                 data={"reason": "message without id or from"},
             )
         contact = contacts.get(wa_id, {})
-        sender = Sender(
-            external_id=wa_id,
-            name=_str(_dict(contact.get("profile")).get("name")) or None,
-            # Meta vouches for the number: a wa_id is the phone the account is registered on.
-            phone=f"+{wa_id}" if wa_id.isdigit() else None,
-            phone_verified=wa_id.isdigit(),
-        )
         item = InboundItem(
             provider_event_id=wamid,
             kind="message",
-            sender=sender,
+            sender=_customer(wa_id, _str(_dict(contact.get("profile")).get("name"))),
             sent_at=_sent_at(message.get("timestamp")),
             data={"type": _str(message.get("type"))},
         )
@@ -258,6 +452,8 @@ class WhatsAppChannel:
                 "mime_type": _str(body.get("mime_type")),
                 "sha256": _str(body.get("sha256")),
                 "caption": _str(body.get("caption")) or None,
+                # Downloaded right after the message lands (the media.fetch job).
+                "status": "pending",
             }
             if body.get("filename"):
                 attachment["filename"] = _str(body["filename"])
@@ -319,8 +515,15 @@ class WhatsAppChannel:
                 item.data["provider_message_id"] = original
             else:
                 item.kind = "unsupported"
+        elif kind == "system" and body.get("type") == "user_changed_number" and body.get("wa_id"):
+            # The customer moved their WhatsApp account to another number: that number
+            # joins the same contact, and replies go to it.
+            item.kind = "identity"
+            item.data["system"] = body
+            name = item.sender.name if item.sender else None
+            item.data["new_sender"] = asdict(_customer(_str(body["wa_id"]), name))
         else:
-            # unsupported, system (user_changed_number, identity change) and new types.
+            # unsupported, system (identity change) and new types: kept for the trail.
             item.kind = "unsupported"
             if kind == "system":
                 item.data["system"] = body
@@ -350,41 +553,36 @@ class WhatsAppChannel:
             data=data,
         )
 
-    def acknowledge(self, results: list[IngestResult]) -> tuple[int, Any]:
-        # Meta needs only a 2xx, also for a delivery that held nothing for this channel.
-        return 200, {"ok": True}
-
     # -- outbound -----------------------------------------------------------------------
 
-    async def send(
-        self, client: httpx.AsyncClient, channel: ChannelContext, message: OutboundMessage
-    ) -> SendResult:
-        if len(message.text) > MAX_TEXT_CHARS:
-            raise SendError(
-                f"the text has {len(message.text)} characters; "
-                f"WhatsApp allows {MAX_TEXT_CHARS} in one message",
-                retryable=False,
-            )
+    def _api(self, channel: ChannelContext) -> tuple[str, dict[str, str]]:
         base = _str(channel.config.get("api_base_url")) or DEFAULT_API_BASE_URL
-        url = f"{base.rstrip('/')}/{channel.config['phone_number_id']}/messages"
-        body = {
+        headers = {"Authorization": f"Bearer {channel.secrets['access_token']}"}
+        return base.rstrip("/"), headers
+
+    async def send(
+        self,
+        client: httpx.AsyncClient,
+        channel: ChannelContext,
+        message: OutboundMessage,
+        template: MessageTemplate | None,
+    ) -> SendResult:
+        base, headers = self._api(channel)
+        body: Json = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             "to": message.recipient,
-            "type": "text",
-            "text": {"body": message.text, "preview_url": False},
+            **_content(message, template),
             # Echoed back in status webhooks: our id, whatever happens to the wamid.
             "biz_opaque_callback_data": str(message.message_id),
         }
-        headers = {"Authorization": f"Bearer {channel.secrets['access_token']}"}
         try:
-            response = await client.post(url, json=body, headers=headers)
+            response = await client.post(
+                f"{base}/{channel.config['phone_number_id']}/messages", json=body, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise SendError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
+        answer = _json(response)
         if response.is_success:
             messages = _list(_dict(answer).get("messages"))
             wamid = _str(_dict(messages[0]).get("id")) if messages else ""
@@ -396,6 +594,68 @@ class WhatsAppChannel:
                 )
             return SendResult(provider_message_id=wamid)
         raise _graph_error(response, answer)
+
+    async def media_location(
+        self, client: httpx.AsyncClient, channel: ChannelContext, attachment: Mapping[str, Any]
+    ) -> MediaLocation | None:
+        """``GET /{media-id}``: the file's short-lived URL, fetched with the same token."""
+        media_id = _str(attachment.get("media_id"))
+        if not media_id.isdigit():
+            return None
+        base, headers = self._api(channel)
+        try:
+            response = await client.get(f"{base}/{media_id}", headers=headers)
+        except httpx.HTTPError as exc:
+            raise MediaError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+        answer = _dict(_json(response))
+        if not response.is_success:
+            error = _graph_error(response, answer)
+            raise MediaError(str(error), retryable=error.retryable)
+        url = _str(answer.get("url"))
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise MediaError("Graph answered without the file's url", retryable=False)
+        size = answer.get("file_size")
+        return MediaLocation(
+            url=url,
+            headers=headers,
+            size=int(size) if isinstance(size, int | str) and str(size).isdigit() else None,
+            mime_type=_str(answer.get("mime_type")) or None,
+        )
+
+
+def _content(message: OutboundMessage, template: MessageTemplate | None) -> Json:
+    """The ``type`` and its object: a template, a file by link, or text."""
+    if template is not None:
+        values = [_str(v) for v in _list(_dict(message.data.get("template")).get("params"))]
+        sent: Json = {"name": template.name, "language": {"code": template.language}}
+        if values:
+            sent["components"] = [
+                {"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}
+            ]
+        return {"type": "template", "template": sent}
+    if message.attachments:
+        attachment = message.attachments[0]
+        kind = _outbound_kind(attachment)
+        media: Json = {"link": _str(attachment.get("link"))}
+        if message.text.strip() and kind in CAPTIONED:
+            media["caption"] = message.text
+        if kind == "document" and attachment.get("filename"):
+            media["filename"] = _str(attachment["filename"])
+        return {"type": kind, kind: media}
+    if len(message.text) > MAX_TEXT_CHARS:
+        raise SendError(
+            f"the text has {len(message.text)} characters; "
+            f"WhatsApp allows {MAX_TEXT_CHARS} in one message",
+            retryable=False,
+        )
+    return {"type": "text", "text": {"body": message.text, "preview_url": False}}
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _graph_error(response: httpx.Response, answer: Any) -> SendError:

@@ -47,11 +47,18 @@ async def get_timeline(
     session: Session,
     cursor: str | None = None,
     limit: int = Query(default=100, ge=1, le=pagination.MAX_LIMIT),
+    newest_first: bool = False,
 ) -> MessagePage:
-    """Every message of every conversation of the contact, across channels, in order."""
+    """Every message of every conversation of the contact, across channels, in order
+    (``newest_first``: the latest page first, then older ones)."""
     contact = await repository.get(session, principal.workspace_id, contact_id)
     return await conversation_views.messages(
-        session, principal.workspace_id, contact_id=contact.id, cursor=cursor, limit=limit
+        session,
+        principal.workspace_id,
+        contact_id=contact.id,
+        cursor=cursor,
+        limit=limit,
+        newest_first=newest_first,
     )
 
 

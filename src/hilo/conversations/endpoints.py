@@ -119,11 +119,17 @@ async def list_messages(
     session: Session,
     cursor: str | None = None,
     limit: int = Query(default=100, ge=1, le=pagination.MAX_LIMIT),
+    newest_first: bool = False,
 ) -> MessagePage:
-    """The conversation's messages, oldest first."""
+    """The conversation's messages, oldest first (``newest_first``: the latest page first)."""
     conversation = await views.conversation(session, principal.workspace_id, conversation_id)
     return await views.messages(
-        session, principal.workspace_id, conversation_id=conversation.id, cursor=cursor, limit=limit
+        session,
+        principal.workspace_id,
+        conversation_id=conversation.id,
+        cursor=cursor,
+        limit=limit,
+        newest_first=newest_first,
     )
 
 
@@ -141,6 +147,12 @@ async def create_message(
         private=body.private,
         actor=principal.actor,
         sender_id=principal.user_id,
+        template=(
+            service.TemplateChoice(body.template.name, body.template.language, body.template.params)
+            if body.template
+            else None
+        ),
+        attachment_ids=body.attachment_ids,
     )
     return MessageOut.build(message)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, exists, literal, select, tuple_
+from sqlalchemy import delete, exists, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hilo.models import Conversation, ConversationLabel, Message
+from hilo.contacts.repository import contains_pattern
+from hilo.models import Contact, ContactIdentity, Conversation, ConversationLabel, Message
 from hilo.scoping import get_scoped, scoped
 
 UNRESOLVED = ("open", "pending", "snoozed")
@@ -25,6 +26,76 @@ async def get(
     return await get_scoped(
         session, Conversation, conversation_id, workspace_id, for_update=for_update
     )
+
+
+async def find(
+    session: AsyncSession, workspace_id: uuid.UUID, conversation_id: uuid.UUID
+) -> Conversation | None:
+    """A conversation of the workspace, or None."""
+    query = scoped(Conversation, workspace_id).where(Conversation.id == conversation_id)
+    return (await session.scalars(query)).first()
+
+
+async def thread_by_provider_ids(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    *,
+    contact_id: uuid.UUID,
+    provider_ids: list[str],
+) -> Conversation | None:
+    """The contact's conversation holding the first of ``provider_ids`` found."""
+    rows = await session.execute(
+        select(Message.provider_message_id, Message.conversation_id).where(
+            Message.workspace_id == workspace_id,
+            Message.contact_id == contact_id,
+            Message.provider_message_id.in_(provider_ids),
+        )
+    )
+    found = {provider_id: conversation_id for provider_id, conversation_id in rows}
+    for provider_id in provider_ids:
+        if provider_id in found:
+            return await find(session, workspace_id, found[provider_id])
+    return None
+
+
+async def last_inbound(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    *,
+    conversation_id: uuid.UUID,
+    channel_id: uuid.UUID,
+) -> Message | None:
+    """The customer's latest message of the conversation on that channel."""
+    query = (
+        scoped(Message, workspace_id)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.channel_id == channel_id,
+            Message.kind == "inbound",
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    )
+    return (await session.scalars(query)).first()
+
+
+async def inbound_channels(
+    session: AsyncSession, workspace_id: uuid.UUID, *, conversation_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """The channels the customer wrote on in the conversation, most recently used first."""
+    latest = func.max(Message.created_at)
+    query = (
+        scoped(Message, workspace_id)
+        .with_only_columns(Message.channel_id)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.kind == "inbound",
+            Message.channel_id.is_not(None),
+        )
+        .group_by(Message.channel_id)
+        .order_by(latest.desc())
+    )
+    return [row for row in (await session.scalars(query)).all() if row is not None]
 
 
 async def latest_unresolved(
@@ -70,8 +141,10 @@ async def inbox_page(
     contact_id: uuid.UUID | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    q: str | None = None,
 ) -> list[Conversation]:
-    """Conversations newest activity first, filtered."""
+    """Conversations newest activity first, filtered; ``q`` searches the contact's name and
+    identities and the text of the conversation's messages."""
     query = scoped(Conversation, workspace_id)
     if status:
         query = query.where(Conversation.status == status)
@@ -90,6 +163,26 @@ async def inbox_page(
             exists().where(
                 ConversationLabel.conversation_id == Conversation.id,
                 ConversationLabel.label == label,
+            )
+        )
+    if q:
+        pattern = contains_pattern(q)
+        query = query.where(
+            or_(
+                exists().where(
+                    Contact.id == Conversation.contact_id,
+                    func.lower(Contact.name).like(pattern, escape="\\"),
+                ),
+                exists().where(
+                    ContactIdentity.contact_id == Conversation.contact_id,
+                    ContactIdentity.workspace_id == workspace_id,
+                    func.lower(ContactIdentity.value).like(pattern, escape="\\"),
+                ),
+                exists().where(
+                    Message.conversation_id == Conversation.id,
+                    Message.workspace_id == workspace_id,
+                    func.lower(Message.text).like(pattern, escape="\\"),
+                ),
             )
         )
     if after is not None:
@@ -117,7 +210,8 @@ async def labels_of(
             ConversationLabel.workspace_id == workspace_id,
             ConversationLabel.conversation_id.in_(conversation_ids),
         )
-        .order_by(ConversationLabel.label)
+        # The primary key's order: SQLite then reads the key, not every label of the workspace.
+        .order_by(ConversationLabel.conversation_id, ConversationLabel.label)
     )
     for conversation_id, label in rows:
         result[conversation_id].append(label)
@@ -148,19 +242,26 @@ async def messages_page(
     contact_id: uuid.UUID | None = None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    newest_first: bool = False,
 ) -> list[Message]:
-    """Messages oldest first, of one conversation or of every conversation of a contact."""
+    """Messages oldest first (or newest first), of one conversation or of every conversation
+    of a contact."""
     query = scoped(Message, workspace_id)
     if conversation_id is not None:
         query = query.where(Message.conversation_id == conversation_id)
     if contact_id is not None:
         query = query.where(Message.contact_id == contact_id)
     if after is not None:
-        query = query.where(
-            tuple_(Message.created_at, Message.id)
-            > tuple_(literal(after[0], Message.created_at.type), literal(after[1], Message.id.type))
+        key = tuple_(Message.created_at, Message.id)
+        cursor = tuple_(
+            literal(after[0], Message.created_at.type), literal(after[1], Message.id.type)
         )
-    query = query.order_by(Message.created_at, Message.id).limit(limit)
+        query = query.where(key < cursor if newest_first else key > cursor)
+    if newest_first:
+        query = query.order_by(Message.created_at.desc(), Message.id.desc())
+    else:
+        query = query.order_by(Message.created_at, Message.id)
+    query = query.limit(limit)
     return list((await session.scalars(query)).all())
 
 
@@ -181,3 +282,26 @@ async def by_provider_id(
         Message.channel_id == channel_id, Message.provider_message_id == provider_message_id
     )
     return (await session.scalars(query.limit(1))).first()
+
+
+async def sent_to_contact_until(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    *,
+    channel_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    until: datetime,
+) -> list[Message]:
+    """Replies on the channel to the contact, written by ``until`` and sent, not yet read."""
+    query = (
+        scoped(Message, workspace_id)
+        .where(
+            Message.channel_id == channel_id,
+            Message.contact_id == contact_id,
+            Message.kind == "outbound",
+            Message.status.in_(("sent", "delivered")),
+            Message.created_at <= until,
+        )
+        .order_by(Message.created_at, Message.id)
+    )
+    return list((await session.scalars(query)).all())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -101,10 +101,24 @@ class ConversationPatch(BaseModel):
     priority: Literal["low", "normal", "high", "urgent"] | None = None
 
 
+class TemplateIn(BaseModel):
+    """A channel's template (``GET /api/v1/channels/{id}/templates``) and its values."""
+
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(min_length=1, max_length=16)
+    params: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list, max_length=32
+    )
+
+
 class MessageIn(BaseModel):
-    text: str = Field(min_length=1, max_length=65536)
+    # Required unless a template or files are sent.
+    text: str = Field(default="", max_length=65536)
     channel_id: uuid.UUID | None = None
     private: bool = False
+    template: TemplateIn | None = None
+    # Files uploaded with ``POST /api/v1/attachments``.
+    attachment_ids: list[uuid.UUID] = Field(default_factory=list, max_length=10)
 
 
 class LabelIn(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import events
+from hilo.attachments import repository as attachment_repository
+from hilo.attachments import service as attachments
 from hilo.channels import service as channels
 from hilo.clock import now
 from hilo.conversations import repository
@@ -41,14 +44,22 @@ async def continue_for_inbound(
     channel_id: uuid.UUID,
     at: datetime,
     reopen_window: timedelta,
+    thread: Conversation | None = None,
 ) -> Conversation:
     """The conversation an inbound message joins, whatever channel it came on.
 
     The contact's unresolved conversation if there is one; else the one resolved within the
-    reopen window, reopened; else a new one.
+    reopen window, reopened; else a new one. A ``thread`` the message names (see
+    :func:`thread_of`) comes first, by the same rules.
     """
     system = Actor.system()
-    conversation = await repository.latest_unresolved(session, workspace.id, contact.id)
+    if thread is not None and (
+        thread.status in repository.UNRESOLVED
+        or (thread.resolved_at is not None and thread.resolved_at >= at - reopen_window)
+    ):
+        conversation: Conversation | None = thread
+    else:
+        conversation = await repository.latest_unresolved(session, workspace.id, contact.id)
     if conversation is not None and conversation.status != "open":
         _set_status(session, conversation, "open", actor=system, reason="customer_replied")
     if conversation is None:
@@ -90,6 +101,28 @@ async def continue_for_inbound(
         )
     conversation.last_channel_id = channel_id
     return conversation
+
+
+async def thread_of(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    conversation_id: str | None,
+    provider_ids: Sequence[str],
+) -> Conversation | None:
+    """The conversation a message says it continues (a signed reply token, the ids of the
+    messages it answers), only if it is the same contact's: a reply never joins a
+    stranger's thread, whatever it names."""
+    if conversation_id:
+        named = await repository.find(session, workspace_id, uuid.UUID(conversation_id))
+        if named is not None and named.contact_id == contact_id:
+            return named
+    if provider_ids:
+        return await repository.thread_by_provider_ids(
+            session, workspace_id, contact_id=contact_id, provider_ids=list(provider_ids)
+        )
+    return None
 
 
 def do_append_inbound(
@@ -160,11 +193,23 @@ async def do_create_message(
     private: bool,
     actor: Actor,
     sender_id: uuid.UUID | None,
+    template: TemplateChoice | None = None,
+    attachment_ids: Sequence[uuid.UUID] = (),
 ) -> Message:
-    """An agent's reply, queued for delivery, or an internal note that is never sent."""
-    if not text.strip():
+    """An agent's reply, queued for delivery, or an internal note that is never sent.
+
+    A reply may be a channel's template (its text rendered from the values) and carry files
+    uploaded before.
+    """
+    if not text.strip() and template is None and not attachment_ids:
         raise InvalidPayload(_("The message text is empty."), code="empty_text")
+    if template is not None and (private or text.strip()):
+        raise InvalidPayload(
+            _("A template is sent to the customer as it is: no text of its own, never a note."),
+            code="invalid_template_use",
+        )
     conversation = await repository.get(session, workspace_id, conversation_id)
+    files = await attachment_repository.list_by_ids(session, workspace_id, list(attachment_ids))
     moment = now()
     message = Message(
         workspace_id=workspace_id,
@@ -173,6 +218,7 @@ async def do_create_message(
         sender_type=actor.type,
         sender_id=sender_id,
         text=text,
+        attachments=[attachments.entry(f) for f in files],
         created_at=moment,
         updated_at=moment,
     )
@@ -190,14 +236,64 @@ async def do_create_message(
             message_id=message.id,
         )
         return message
-    target = channel_id or conversation.last_channel_id
+    target = channel_id or await default_reply_channel(session, conversation)
     if target is None:
         raise Conflict(
             _("The customer has no channel to reply on; choose one."), code="no_reply_channel"
         )
     channel = await channels.get(session, workspace_id, target)
     await channels.check_reachable(session, channel, conversation.contact_id)
+    chosen = None
+    if template is not None:
+        chosen = channels.check_template(
+            channel, name=template.name, language=template.language, params=template.params
+        )
+        message.text = chosen.render(template.params)
+        message.data = {
+            "template": {
+                "name": chosen.name,
+                "language": chosen.language,
+                "params": list(template.params),
+            }
+        }
+    await channels.check_send(
+        session,
+        channel,
+        conversation.contact_id,
+        text=message.text,
+        template=chosen,
+        attachments=message.attachments,
+    )
     return await do_queue_outbound(session, conversation, channel, message, actor=actor)
+
+
+async def default_reply_channel(
+    session: AsyncSession, conversation: Conversation
+) -> uuid.UUID | None:
+    """The channel a reply goes on when the agent picks none: the customer's last one that
+    carries text (after a phone call, the SMS or WhatsApp they wrote on before)."""
+    last = conversation.last_channel_id
+    if last is None:
+        return None
+    if channels.carries_text(await channels.get(session, conversation.workspace_id, last)):
+        return last
+    for channel_id in await repository.inbound_channels(
+        session, conversation.workspace_id, conversation_id=conversation.id
+    ):
+        if channels.carries_text(
+            await channels.get(session, conversation.workspace_id, channel_id)
+        ):
+            return channel_id
+    return last
+
+
+@dataclass(frozen=True)
+class TemplateChoice:
+    """A template to send, by name and language, with its placeholders' values."""
+
+    name: str
+    language: str
+    params: list[str]
 
 
 async def do_queue_outbound(

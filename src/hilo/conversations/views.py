@@ -42,6 +42,7 @@ async def inbox(
     contact_id: uuid.UUID | None,
     cursor: str | None,
     limit: int,
+    q: str | None = None,
 ) -> ConversationPage:
     """A page of the inbox, newest activity first."""
     rows = await repository.inbox_page(
@@ -56,6 +57,7 @@ async def inbox(
         contact_id=contact_id,
         after=pagination.decode_time_id(cursor),
         limit=limit + 1,
+        q=q,
     )
     page, next_cursor = pagination.cut(rows, limit, lambda c: (c.last_activity_at, c.id))
     labels = await repository.labels_of(session, workspace_id, [c.id for c in page])
@@ -72,8 +74,10 @@ async def messages(
     contact_id: uuid.UUID | None = None,
     cursor: str | None,
     limit: int,
+    newest_first: bool = False,
 ) -> MessagePage:
-    """Messages oldest first, of a conversation or of all a contact's conversations."""
+    """Messages oldest first (or newest first), of a conversation or of all a contact's
+    conversations."""
     rows = await repository.messages_page(
         session,
         workspace_id,
@@ -81,6 +85,7 @@ async def messages(
         contact_id=contact_id,
         after=pagination.decode_time_id(cursor),
         limit=limit + 1,
+        newest_first=newest_first,
     )
     page, next_cursor = pagination.cut(rows, limit, lambda m: (m.created_at, m.id))
     return MessagePage(items=[MessageOut.build(m) for m in page], next_cursor=next_cursor)

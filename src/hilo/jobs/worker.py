@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo.clock import now
@@ -29,6 +30,8 @@ from hilo.models import Job
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=10)
+# A job that lost a race to insert the same row runs again almost at once.
+CONFLICT_RETRY = timedelta(milliseconds=50)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -172,6 +175,13 @@ class Worker:
             await self._reschedule(row, str(exc), exc.delay or backoff(row.attempts))
         except GiveUp as exc:
             await self._fail(row, str(exc))
+        except IntegrityError:
+            # Two jobs raced to create the same row (a new customer's first two messages at
+            # once): this one rolled back whole, and on its next run it finds the other's row.
+            # The database's message names the conflicting values, customer data: not logged.
+            log.warning("job %s %s met a concurrent write; retrying", row.id, row.name)
+            delay = CONFLICT_RETRY if row.attempts <= 3 else backoff(row.attempts)
+            await self._reschedule(row, "IntegrityError (concurrent write)", delay)
         except Exception as exc:
             log.exception("job %s %s failed (attempt %s)", row.id, row.name, row.attempts)
             await self._reschedule(row, f"{type(exc).__name__}: {exc}", backoff(row.attempts))

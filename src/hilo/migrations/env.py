@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import hilo.models  # noqa: F401  (registers every table)
 from hilo.db import Base
+from hilo.migrate import include_name
 from hilo.settings import get_settings, normalise_database_url
 
 config = context.config
@@ -27,6 +28,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,1 @@
+"""Files: customers' media downloaded at ingest, agents' uploads, served to the workspace."""

@@ -1,0 +1,1 @@
+"""Calls: phone calls in the conversation, from the voice channel or logged by agents."""

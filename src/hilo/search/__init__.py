@@ -1,0 +1,1 @@
+"""Full-text search of message text (PostgreSQL text search, SQLite FTS5)."""

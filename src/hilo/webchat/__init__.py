@@ -1,0 +1,1 @@
+"""The web chat widget's public side: visitor sessions, live sockets, long-polling, the script."""
