@@ -809,11 +809,11 @@ def test_preflight_lets_the_widget_call_from_the_companys_site(api: Api) -> None
     assert started.headers["access-control-allow-origin"] == "*"
 
 
+# Several processes share PostgreSQL, never the embedded SQLite file.
+@pytest.mark.parametrize("server", ["postgres"], indirect=True)
 def test_reply_reaches_a_visitor_connected_to_another_process(
     api: Api, visitors: Callable[..., Visitor], tmp_path: Path
 ) -> None:
-    if api.server.backend != "postgres":
-        pytest.skip("several processes share PostgreSQL, not the embedded SQLite file")
     other = second_server(api, tmp_path, {"HILO_RUN_WORKERS": "false"})
     try:
         channel = create_webchat(api, email_fallback=False)

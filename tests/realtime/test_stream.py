@@ -350,9 +350,9 @@ def second_server(api: Api, tmp_path: Path, extra_env: dict[str, str] | None = N
     return server
 
 
+# Cross-process fan-out is PostgreSQL's: the embedded SQLite file has one process.
+@pytest.mark.parametrize("server", ["postgres"], indirect=True)
 def test_postgres_fans_out_to_other_processes(api: Api, tmp_path: Path) -> None:
-    if api.server.backend != "postgres":
-        pytest.skip("cross-process fan-out is PostgreSQL's (SQLite is one process)")
     # Without workers, every event it streams was committed by the first process.
     other = second_server(api, tmp_path, {"HILO_RUN_WORKERS": "false"})
     try:
@@ -413,9 +413,9 @@ def redis_ping(port: int) -> bool:
         return False
 
 
+# Two processes share a PostgreSQL database, never the embedded SQLite file.
+@pytest.mark.parametrize("server", ["postgres"], indirect=True)
 def test_redis_fans_out_to_other_processes(api: Api, tmp_path: Path, redis_url: str) -> None:
-    if api.server.backend != "postgres":
-        pytest.skip("two processes share a PostgreSQL database, not the embedded SQLite file")
     env = {"HILO_BROKER": "redis", "HILO_REDIS_URL": redis_url}
     db_url = create_pg_database()
     from hilo.migrate import upgrade
@@ -453,9 +453,8 @@ def test_redis_fans_out_to_other_processes(api: Api, tmp_path: Path, redis_url: 
         drop_pg_database(db_url)
 
 
+@pytest.mark.parametrize("server", ["postgres"], indirect=True)  # LISTEN/NOTIFY
 def test_listen_connection_reconnects_and_open_streams_resume(api: Api) -> None:
-    if api.server.backend != "postgres":
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     with ws_connect(api.base_url, new_ticket(api)) as ws:
         run_sql(
             api.server.db_url,
@@ -488,9 +487,8 @@ def run_sql(db_url: str, sql: str) -> None:
     asyncio.run(go())
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the process, not the database
 def test_open_streams_do_not_hold_up_shutdown(api: Api, tmp_path: Path) -> None:
-    if api.server.backend != "sqlite":
-        pytest.skip("one backend is enough to check the process exits")
     server = make_server("sqlite", tmp_path)
     server.start()
     try:

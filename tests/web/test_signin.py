@@ -47,11 +47,10 @@ def test_sign_in_sets_an_http_only_same_site_session_cookie(api: Api, server: Se
         assert client.get("/app/inbox").status_code == 200
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # flags, not storage
 def test_session_cookie_is_secure_when_hilo_is_served_over_https(
     tmp_path: Path, api: Api, server: Server
 ) -> None:
-    if server.backend != "sqlite":
-        pytest.skip("cookie flags do not depend on the database")
     https = make_server("sqlite", tmp_path, extra_env={"HILO_PUBLIC_URL": "https://hilo.example"})
     https.start()
     try:
