@@ -22,6 +22,7 @@ from hilo.channels.base import (
     ChannelSetup,
     InboundItem,
     IngestResult,
+    NoSetupCheck,
     OutboundMessage,
     RawRequest,
     Sender,
@@ -29,7 +30,7 @@ from hilo.channels.base import (
     SendResult,
 )
 from hilo.crypto import constant_time_equal, hmac_sha256_hex, new_secret
-from hilo.errors import InvalidPayload, InvalidSignature, NotFound, StaleSignature
+from hilo.errors import InvalidPayload, InvalidSignature, StaleSignature
 from hilo.i18n import _
 from hilo.settings import get_settings
 
@@ -55,7 +56,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac_sha256_hex(secret, timestamp.encode() + b"." + body)
 
 
-class ApiChannel:
+class ApiChannel(NoSetupCheck):
     type: ClassVar[str] = "api"
     providers: ClassVar[tuple[str, ...]] = ("hilo",)
     identity_kind: ClassVar[str] = "api"
@@ -121,9 +122,6 @@ class ApiChannel:
     def acknowledge(self, results: list[IngestResult]) -> tuple[int, Any]:
         result = results[0]
         return 200, {"message_id": str(result.message_id), "duplicate": result.duplicate}
-
-    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
 
     async def send(
         self, client: httpx.AsyncClient, channel: ChannelContext, message: OutboundMessage

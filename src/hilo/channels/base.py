@@ -10,6 +10,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
+from hilo.errors import NotFound
+from hilo.i18n import _
+
 
 @dataclass(frozen=True)
 class RawRequest:
@@ -189,6 +192,14 @@ class ChannelSetup:
     # Durable jobs to start with the channel (an IMAP mailbox's poller), each given
     # ``{"channel_id": ...}``, committed with the channel itself.
     jobs: tuple[str, ...] = ()
+
+
+class NoSetupCheck:
+    """For channels whose provider makes no GET set-up check of the webhook URL."""
+
+    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
+        """There is nothing to answer: 404 ``no_handshake``."""
+        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
 
 
 class ChannelAdapter(Protocol):

@@ -40,6 +40,7 @@ from hilo.channels.base import (
     IngestResult,
     MediaError,
     MediaLocation,
+    NoSetupCheck,
     OutboundMessage,
     RawRequest,
     ReplyDraft,
@@ -49,7 +50,7 @@ from hilo.channels.base import (
 )
 from hilo.channels.email_io import addressing, mime
 from hilo.contacts.service import normalise_email
-from hilo.errors import InvalidPayload, InvalidSignature, NotFound
+from hilo.errors import InvalidPayload, InvalidSignature
 from hilo.i18n import _
 from hilo.settings import get_settings
 
@@ -170,7 +171,7 @@ def _defects(message: Any) -> list[str]:
     return sorted({type(d).__name__ for part in message.walk() for d in part.defects})
 
 
-class EmailChannel:
+class EmailChannel(NoSetupCheck):
     type: ClassVar[str] = "email"
     providers: ClassVar[tuple[str, ...]] = ("smtp",)
     # The sender's address is the contact's e-mail identity, shared with chat and forms.
@@ -370,9 +371,6 @@ class EmailChannel:
             "message_ids": [str(r.message_id) for r in results],
             "duplicate": all(r.duplicate for r in results),
         }
-
-    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
 
     def check_send(self, channel: ChannelContext, draft: ReplyDraft) -> None:
         """Any reply may go by e-mail at any time; only the files' total size is bounded."""

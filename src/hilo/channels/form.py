@@ -40,6 +40,7 @@ from hilo.channels.base import (
     FollowUp,
     InboundItem,
     IngestResult,
+    NoSetupCheck,
     OutboundMessage,
     RawRequest,
     Sender,
@@ -55,7 +56,7 @@ from hilo.channels.public import (
 from hilo.channels.webchat import EMAIL_FALLBACK_JOB
 from hilo.contacts.service import normalise_email
 from hilo.crypto import constant_time_equal, hmac_sha256_hex
-from hilo.errors import InvalidPayload, InvalidSignature, NotFound, StaleSignature
+from hilo.errors import InvalidPayload, InvalidSignature, StaleSignature
 from hilo.i18n import _
 from hilo.settings import get_settings
 
@@ -157,7 +158,7 @@ def read_form(request: RawRequest) -> tuple[dict[str, str], list[dict[str, Any]]
     return fields, files
 
 
-class FormChannel:
+class FormChannel(NoSetupCheck):
     type: ClassVar[str] = "form"
     providers: ClassVar[tuple[str, ...]] = ("hilo",)
     identity_kind: ClassVar[str] = "form"
@@ -283,9 +284,6 @@ class FormChannel:
             "message_id": str(result.message_id),
             "duplicate": result.duplicate,
         }
-
-    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
 
     async def send(
         self, client: httpx.AsyncClient, channel: ChannelContext, message: OutboundMessage

@@ -46,6 +46,7 @@ from hilo.channels.base import (
     ChannelSetup,
     InboundItem,
     IngestResult,
+    NoSetupCheck,
     OutboundMessage,
     PlainText,
     RawRequest,
@@ -57,8 +58,7 @@ from hilo.channels.checks import base_url, invalid_config, invalid_payload, text
 from hilo.channels.phone import e164, is_e164
 from hilo.channels.telegram import split_text
 from hilo.crypto import constant_time_equal
-from hilo.errors import InvalidSignature, NotFound
-from hilo.i18n import _
+from hilo.errors import InvalidSignature
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def _retry_delay(error: Json) -> float | None:
     return None
 
 
-class RcsChannel:
+class RcsChannel(NoSetupCheck):
     type: ClassVar[str] = "rcs"
     providers: ClassVar[tuple[str, ...]] = ("google",)
     identity_kind: ClassVar[str] = "phone"
@@ -257,11 +257,9 @@ class RcsChannel:
             raise invalid_config(wrong)
         return ChannelSetup(config={"agent_id": agent_id, "api_base_url": base}, secrets=secrets)
 
-    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        # RBM's set-up check is a POST, answered by acknowledge().
-        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
-
     # -- inbound ------------------------------------------------------------------------
+    # RBM's set-up check is a POST (the secret echo), answered by acknowledge(); there is no
+    # GET check (NoSetupCheck).
 
     def verify(self, request: RawRequest, channel: ChannelContext) -> None:
         client_token = text(channel.secrets.get("client_token"))

@@ -27,6 +27,7 @@ from hilo.channels.base import (
     ChannelSetup,
     InboundItem,
     IngestResult,
+    NoSetupCheck,
     OutboundMessage,
     RawRequest,
     Sender,
@@ -34,7 +35,7 @@ from hilo.channels.base import (
     SendResult,
 )
 from hilo.crypto import constant_time_equal, new_secret
-from hilo.errors import InvalidPayload, InvalidSignature, NotFound
+from hilo.errors import InvalidPayload, InvalidSignature
 from hilo.i18n import _
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ def _redact(text: str, token: str) -> str:
     return _TOKEN_IN_URL.sub("/bot<redacted>", text.replace(token, "<redacted>") if token else text)
 
 
-class TelegramChannel:
+class TelegramChannel(NoSetupCheck):
     type: ClassVar[str] = "telegram"
     providers: ClassVar[tuple[str, ...]] = ("telegram",)
     identity_kind: ClassVar[str] = "telegram"
@@ -387,9 +388,6 @@ class TelegramChannel:
                 body["method"] = "answerCallbackQuery"
                 body["callback_query_id"] = result.provider_event_id.removeprefix("cbq:")
         return 200, body
-
-    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
 
     async def send(
         self, client: httpx.AsyncClient, channel: ChannelContext, message: OutboundMessage

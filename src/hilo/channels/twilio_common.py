@@ -16,13 +16,12 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from hilo.channels.base import ChannelContext, RawRequest
+from hilo.channels.base import ChannelContext, NoSetupCheck, RawRequest
 from hilo.channels.checks import base_url, invalid_payload, text
 from hilo.channels.checks import invalid_config as invalid_config
 from hilo.channels.phone import e164
 from hilo.crypto import constant_time_equal
-from hilo.errors import InvalidSignature, NotFound
-from hilo.i18n import _
+from hilo.errors import InvalidSignature
 
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
 SIGNATURE_HEADER = "x-twilio-signature"
@@ -124,11 +123,8 @@ def check_account(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return shown, {"auth_token": auth_token}, wrong
 
 
-class TwilioWebhook:
+class TwilioWebhook(NoSetupCheck):
     """What every Twilio channel's webhook does alike: Twilio's signature, no GET check."""
 
     def verify(self, request: RawRequest, channel: ChannelContext) -> None:
         verify_signature(request, channel)
-
-    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        raise NotFound(_("This channel has no set-up check."), code="no_handshake")

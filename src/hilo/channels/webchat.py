@@ -33,6 +33,7 @@ from hilo.channels.base import (
     FollowUp,
     InboundItem,
     IngestResult,
+    NoSetupCheck,
     OutboundMessage,
     RawRequest,
     Sender,
@@ -45,7 +46,7 @@ from hilo.channels.public import (
     validate_secret,
 )
 from hilo.crypto import constant_time_equal, hmac_sha256_hex, internal_hmac
-from hilo.errors import InvalidPayload, InvalidSignature, NotFound
+from hilo.errors import InvalidPayload, InvalidSignature
 from hilo.i18n import _
 
 SIGNATURE_HEADER = "x-hilo-webchat-signature"
@@ -146,7 +147,7 @@ class _Event(BaseModel):
     email: str | None = Field(default=None, max_length=320)
 
 
-class WebchatChannel:
+class WebchatChannel(NoSetupCheck):
     type: ClassVar[str] = "webchat"
     providers: ClassVar[tuple[str, ...]] = ("hilo",)
     identity_kind: ClassVar[str] = "webchat"
@@ -272,9 +273,6 @@ class WebchatChannel:
     def acknowledge(self, results: list[IngestResult]) -> tuple[int, Any]:
         result = results[0]
         return 200, {"message_id": str(result.message_id), "duplicate": result.duplicate}
-
-    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
 
     async def send(
         self, client: httpx.AsyncClient, channel: ChannelContext, message: OutboundMessage

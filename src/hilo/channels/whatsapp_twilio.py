@@ -27,6 +27,7 @@ from hilo.channels.base import (
     MediaError,
     MediaLocation,
     MessageTemplate,
+    NoSetupCheck,
     OutboundMessage,
     RawRequest,
     Sender,
@@ -50,8 +51,6 @@ from hilo.channels.twilio_common import (
     text,
     verify_signature,
 )
-from hilo.errors import NotFound
-from hilo.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def _address(raw: str) -> str | None:
     return e164(number) if sep and scheme == PREFIX.rstrip(":") else None
 
 
-class TwilioWhatsApp:
+class TwilioWhatsApp(NoSetupCheck):
     """WhatsApp through Twilio (provider ``twilio``)."""
 
     def check_config(
@@ -76,9 +75,6 @@ class TwilioWhatsApp:
         # The sender as Twilio's console shows it, "whatsapp:+1415…", is the number too.
         number = number.removeprefix(PREFIX)
         return check_account({**config, "phone_number": number})
-
-    def handshake(self, request: RawRequest, channel: ChannelContext) -> tuple[int, str]:
-        raise NotFound(_("This channel has no set-up check."), code="no_handshake")
 
     def verify(self, request: RawRequest, channel: ChannelContext) -> None:
         verify_signature(request, channel)
