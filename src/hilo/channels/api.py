@@ -58,6 +58,12 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 class ApiChannel(NoSetupCheck):
     type: ClassVar[str] = "api"
+    label: ClassVar[str] = _("App")
+    setup_help: ClassVar[str] = _(
+        "Your app posts each customer message to the webhook address, signed with the secret "
+        "(X-Hilo-Timestamp and X-Hilo-Signature: sha256 HMAC of timestamp.body). Replies go "
+        "to the callback URL, signed the same way."
+    )
     providers: ClassVar[tuple[str, ...]] = ("hilo",)
     identity_kind: ClassVar[str] = "api"
     identity_scope: ClassVar[str] = "channel"

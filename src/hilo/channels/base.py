@@ -207,6 +207,10 @@ class ChannelAdapter(Protocol):
 
     type: ClassVar[str]
     providers: ClassVar[tuple[str, ...]]
+    # The channel's name on its badge (a brand, or a string marked for translation), and the
+    # set-up help shown beside its webhook address.
+    label: ClassVar[str]
+    setup_help: ClassVar[str]
     # The identity kind of the channel's own sender id, and whether that id is only
     # meaningful inside one channel ("channel") or across the workspace ("workspace").
     identity_kind: ClassVar[str]

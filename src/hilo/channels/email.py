@@ -173,6 +173,11 @@ def _defects(message: Any) -> list[str]:
 
 class EmailChannel(NoSetupCheck):
     type: ClassVar[str] = "email"
+    label: ClassVar[str] = _("E-mail")
+    setup_help: ClassVar[str] = _(
+        "Send the support address's mail to Hilo's SMTP listener (an MX record or forwarding), "
+        "or give Hilo an IMAP mailbox to poll; replies go out through your SMTP relay."
+    )
     providers: ClassVar[tuple[str, ...]] = ("smtp",)
     # The sender's address is the contact's e-mail identity, shared with chat and forms.
     identity_kind: ClassVar[str] = "email"

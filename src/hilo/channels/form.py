@@ -160,6 +160,11 @@ def read_form(request: RawRequest) -> tuple[dict[str, str], list[dict[str, Any]]
 
 class FormChannel(NoSetupCheck):
     type: ClassVar[str] = "form"
+    label: ClassVar[str] = _("Web form")
+    setup_help: ClassVar[str] = _(
+        "Set your HTML form's action to the webhook address (method POST): its name, email, "
+        "phone and message fields open or continue a conversation."
+    )
     providers: ClassVar[tuple[str, ...]] = ("hilo",)
     identity_kind: ClassVar[str] = "form"
     identity_scope: ClassVar[str] = "channel"

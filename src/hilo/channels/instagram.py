@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hilo.channels.meta_messaging import MetaMessagingChannel
+from hilo.i18n import _
 
 # Meta's limit on an Instagram text, in bytes of UTF-8.
 MAX_TEXT_BYTES = 1000
@@ -24,11 +25,15 @@ DEFAULT_API_BASE_URL = "https://graph.instagram.com/v21.0"
 
 class InstagramChannel(MetaMessagingChannel):
     type: ClassVar[str] = "instagram"
+    label: ClassVar[str] = "Instagram"
+    setup_help: ClassVar[str] = _(
+        "In Meta's developer console, add the webhook address under Instagram > Webhooks "
+        "with your verify token, and subscribe to messages."
+    )
     identity_kind: ClassVar[str] = "instagram"
     webhook_object: ClassVar[str] = "instagram"
     account_key: ClassVar[str] = "instagram_account_id"
     credential_key: ClassVar[str] = "access_token"
-    label: ClassVar[str] = "Instagram"
     default_api_base_url: ClassVar[str] = DEFAULT_API_BASE_URL
 
     def text_problem(self, text: str) -> str | None:

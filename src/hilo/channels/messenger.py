@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hilo.channels.meta_messaging import MetaMessagingChannel
+from hilo.i18n import _
 
 # Meta's limit on a Messenger text, in characters.
 MAX_TEXT_CHARS = 2000
@@ -18,11 +19,15 @@ MAX_TEXT_CHARS = 2000
 
 class MessengerChannel(MetaMessagingChannel):
     type: ClassVar[str] = "messenger"
+    label: ClassVar[str] = "Messenger"
+    setup_help: ClassVar[str] = _(
+        "In Meta's developer console, add the webhook address under Messenger > Settings "
+        "with your verify token, and subscribe the page to messages and deliveries."
+    )
     identity_kind: ClassVar[str] = "messenger"
     webhook_object: ClassVar[str] = "page"
     account_key: ClassVar[str] = "page_id"
     credential_key: ClassVar[str] = "page_access_token"
-    label: ClassVar[str] = "Messenger"
 
     def text_problem(self, text: str) -> str | None:
         if len(text) > MAX_TEXT_CHARS:

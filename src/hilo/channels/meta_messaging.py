@@ -151,6 +151,7 @@ class MetaMessagingChannel:
     """Messenger and Instagram messaging: subclasses set the names and the text limit."""
 
     type: ClassVar[str]
+    setup_help: ClassVar[str]
     providers: ClassVar[tuple[str, ...]] = ("meta",)
     identity_kind: ClassVar[str]
     # A PSID / IGSID is scoped to one Page / Instagram account: only meaningful there.

@@ -59,6 +59,7 @@ from hilo.channels.phone import e164, is_e164
 from hilo.channels.telegram import split_text
 from hilo.crypto import constant_time_equal
 from hilo.errors import InvalidSignature
+from hilo.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,11 @@ def _retry_delay(error: Json) -> float | None:
 
 class RcsChannel(NoSetupCheck):
     type: ClassVar[str] = "rcs"
+    label: ClassVar[str] = "RCS"
+    setup_help: ClassVar[str] = _(
+        "In Google's Business Communications console, open the agent's integrations and paste "
+        "the webhook address with your client token; Google checks it with a secret echo."
+    )
     providers: ClassVar[tuple[str, ...]] = ("google",)
     identity_kind: ClassVar[str] = "phone"
     identity_scope: ClassVar[str] = "workspace"

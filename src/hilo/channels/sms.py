@@ -52,6 +52,7 @@ from hilo.channels.twilio_common import signature as signature
 from hilo.channels.twilio_common import text as _str
 from hilo.channels.twilio_common import url_variants as url_variants
 from hilo.clock import now
+from hilo.i18n import _
 from hilo.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,11 @@ TWILIO_KEYWORDS: Mapping[str, str] = {
 
 class SmsChannel(TwilioWebhook):
     type: ClassVar[str] = "sms"
+    label: ClassVar[str] = "SMS"
+    setup_help: ClassVar[str] = _(
+        "In Twilio's console, open the phone number and paste the webhook address under "
+        "'A message comes in' (HTTP POST)."
+    )
     providers: ClassVar[tuple[str, ...]] = ("twilio",)
     # The sender id is the phone number itself: the same person on every channel.
     identity_kind: ClassVar[str] = "phone"

@@ -260,6 +260,11 @@ def _redact(text: str, token: str) -> str:
 
 class TelegramChannel(NoSetupCheck):
     type: ClassVar[str] = "telegram"
+    label: ClassVar[str] = "Telegram"
+    setup_help: ClassVar[str] = _(
+        "Register the webhook address with Telegram's setWebhook, passing the channel's secret "
+        "token as secret_token: Telegram then sends it with every update."
+    )
     providers: ClassVar[tuple[str, ...]] = ("telegram",)
     identity_kind: ClassVar[str] = "telegram"
     # A user id means one thing to one bot: each bot is its own channel.

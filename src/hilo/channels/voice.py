@@ -105,6 +105,11 @@ def answer_twiml(config: Mapping[str, Any], callback_url: str) -> str:
 
 class VoiceChannel(TwilioWebhook):
     type: ClassVar[str] = "voice"
+    label: ClassVar[str] = _("Phone")
+    setup_help: ClassVar[str] = _(
+        "In Twilio's console, open the phone number and paste the webhook address under "
+        "'A call comes in' and 'Call status changes' (HTTP POST)."
+    )
     providers: ClassVar[tuple[str, ...]] = ("twilio",)
     # The caller's number: the same person as on SMS, WhatsApp and RCS.
     identity_kind: ClassVar[str] = "phone"

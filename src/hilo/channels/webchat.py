@@ -149,6 +149,11 @@ class _Event(BaseModel):
 
 class WebchatChannel(NoSetupCheck):
     type: ClassVar[str] = "webchat"
+    label: ClassVar[str] = _("Web chat")
+    setup_help: ClassVar[str] = _(
+        "Paste the widget's script tag into your site's pages, and list your site's address "
+        "under the channel's allowed origins."
+    )
     providers: ClassVar[tuple[str, ...]] = ("hilo",)
     identity_kind: ClassVar[str] = "webchat"
     # A visitor or a site's user id means something only to one widget.

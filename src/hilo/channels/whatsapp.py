@@ -163,6 +163,12 @@ class Provider(Protocol):
 
 class WhatsAppChannel:
     type: ClassVar[str] = "whatsapp"
+    label: ClassVar[str] = "WhatsApp"
+    setup_help: ClassVar[str] = _(
+        "In Meta's developer console, open WhatsApp > Configuration, paste the webhook "
+        "address as the callback URL with your verify token, and subscribe to messages. "
+        "Through Twilio, paste it as the WhatsApp sender's webhook for incoming messages."
+    )
     providers: ClassVar[tuple[str, ...]] = ("meta", "twilio")
     # A wa_id is the customer's phone number: the same person on every number we own.
     identity_kind: ClassVar[str] = "whatsapp"

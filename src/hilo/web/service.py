@@ -21,7 +21,7 @@ from hilo.auth import service as auth
 from hilo.channels import consent
 from hilo.channels import repository as channel_repository
 from hilo.channels import service as channels
-from hilo.channels.registry import ADAPTERS
+from hilo.channels.registry import ADAPTERS, get_adapter
 from hilo.clock import now
 from hilo.contacts import repository as contact_repository
 from hilo.contacts import service as contacts
@@ -88,20 +88,6 @@ PRIORITY_LABELS = {
     "high": _("High"),
     "urgent": _("Urgent"),
 }
-# How each kind of channel is named on its badge; brand names need no translation.
-TYPE_LABELS = {
-    "api": _("App"),
-    "email": _("E-mail"),
-    "voice": _("Phone"),
-    "webchat": _("Web chat"),
-    "form": _("Web form"),
-    "whatsapp": "WhatsApp",
-    "sms": "SMS",
-    "rcs": "RCS",
-    "telegram": "Telegram",
-    "messenger": "Messenger",
-    "instagram": "Instagram",
-}
 # Where the customer went, in "the customer moved from … to …", when a name would not say it.
 MOVED_TO = {"voice": _("a phone call")}
 IDENTITY_LABELS = {
@@ -129,35 +115,6 @@ CALL_LABELS = {
     "inbound": _("Incoming call"),
     "outbound": _("Outgoing call"),
 }
-# The set-up help shown beside each kind of channel's webhook address.
-SETUP_HELP = {
-    "api": _(
-        "Your app posts each customer message to the webhook address, signed with the secret "
-        "(X-Hilo-Timestamp and X-Hilo-Signature: sha256 HMAC of timestamp.body). Replies go "
-        "to the callback URL, signed the same way."
-    ),
-    "whatsapp": _(
-        "In Meta's developer console, open WhatsApp > Configuration, paste the webhook "
-        "address as the callback URL with your verify token, and subscribe to messages."
-    ),
-    "messenger": _(
-        "In Meta's developer console, add the webhook address under Messenger > Settings "
-        "with your verify token, and subscribe the page to messages and deliveries."
-    ),
-    "instagram": _(
-        "In Meta's developer console, add the webhook address under Instagram > Webhooks "
-        "with your verify token, and subscribe to messages."
-    ),
-    "telegram": _(
-        "Hilo registers the webhook address with Telegram when the channel is created; "
-        "Telegram signs each update with the channel's secret token."
-    ),
-    "sms": _(
-        "In Twilio's console, open the phone number and paste the webhook address under "
-        "'A message comes in' (HTTP POST)."
-    ),
-}
-DEFAULT_HELP = _("Paste the webhook address into the provider's console.")
 
 # System lines of the timeline: the events that change a conversation.
 TIMELINE_EVENTS = (
@@ -250,7 +207,7 @@ async def channel_infos(session: AsyncSession, workspace_id: uuid.UUID) -> list[
             id=c.id,
             name=c.name,
             type=c.type,
-            type_label=TYPE_LABELS.get(c.type, c.type),
+            type_label=get_adapter(c.type).label,
             color=index % COLOURS,
             active=c.active,
         )
@@ -1097,7 +1054,7 @@ async def channels_admin(session: AsyncSession, web: WebUser) -> list[ChannelAdm
             channel=row,
             info=infos[row.id],
             webhook_url=channels.webhook_url(row),
-            help=SETUP_HELP.get(row.type, DEFAULT_HELP),
+            help=get_adapter(row.type).setup_help,
         )
         for row in rows
     ]
@@ -1105,10 +1062,7 @@ async def channels_admin(session: AsyncSession, web: WebUser) -> list[ChannelAdm
 
 def channel_types() -> list[tuple[str, str, tuple[str, ...]]]:
     """The kinds of channel that can be connected: type, label, providers."""
-    return [
-        (name, TYPE_LABELS.get(name, name), adapter.providers)
-        for name, adapter in sorted(ADAPTERS.items())
-    ]
+    return [(name, adapter.label, adapter.providers) for name, adapter in sorted(ADAPTERS.items())]
 
 
 async def do_reveal_secret(
