@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -48,13 +49,26 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.2)
-            shoot(base)
+            shoot(base, panel_contact(Path(tmp) / "hilo.db"))
         finally:
             server.terminate()
             server.wait(timeout=30)
 
 
-def shoot(base: str) -> None:
+def panel_contact(db_path: Path) -> str:
+    """A customer with a company, a deal, earlier conversations and the most kinds of identity."""
+    with sqlite3.connect(db_path) as db:
+        (name,) = db.execute(
+            "SELECT c.name FROM contacts c WHERE c.company_id IS NOT NULL"
+            " AND EXISTS (SELECT 1 FROM deals d WHERE d.contact_id = c.id)"
+            " AND (SELECT count(*) FROM conversations v WHERE v.contact_id = c.id) >= 2"
+            " ORDER BY (SELECT count(DISTINCT kind) FROM contact_identities i"
+            " WHERE i.contact_id = c.id) DESC, c.name LIMIT 1"
+        ).fetchone()
+    return str(name)
+
+
+def shoot(base: str, panel_name: str) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(
@@ -83,16 +97,15 @@ def shoot(base: str) -> None:
         page.wait_for_timeout(800)
         switch = page.locator("#timeline .sys", has_text="moved from")
         switch.evaluate("el => el.scrollIntoView({block: 'center'})")
-        page.evaluate("document.getElementById('timeline').scrollTop -= 120")
         page.evaluate("document.activeElement.blur()")
         page.wait_for_timeout(300)
         page.screenshot(path=HERE / "conversation.png")
 
         # The panel of a customer with a company, a deal and earlier conversations.
-        page.fill("#q", "Regina Martínez")
-        page.locator("#inbox-list .row-name", has_text="Regina Martínez Cruz").first.wait_for()
+        page.fill("#q", panel_name)
+        page.locator("#inbox-list .row-name", has_text=panel_name).first.wait_for()
         page.locator("#inbox-list .row-link").first.click()
-        page.locator("#conv-name", has_text="Regina").wait_for()
+        page.locator("#conv-name", has_text=panel_name.split()[0]).wait_for()
         page.set_viewport_size({"width": 1440, "height": 1300})
         page.wait_for_timeout(600)
         box = page.locator("#panel").bounding_box()

@@ -227,11 +227,14 @@ def demo(
     typer.echo(f"Also:      {others}  (same password)")
     typer.echo(f"API token: {result.token}")
     typer.echo(f"URL:       {url}  (API docs: {url}/docs)")
-    typer.echo(
-        f"Story:     {result.story_contact} {result.story_phone}: breakdown by SMS, "
-        "then WhatsApp, one conversation."
-    )
+    for line in result.notes:
+        typer.echo(line)
     if serve_after:
+        import os
+
+        # The demo's providers do not exist: a reply fails at the first attempt instead of
+        # waiting in the queue for a day (unless the person chose otherwise).
+        os.environ.setdefault("HILO_OUTBOUND_GIVE_UP_HOURS", "0")
         serve(host=host, port=port, migrate_first=False)
 
 

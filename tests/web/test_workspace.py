@@ -389,3 +389,21 @@ def test_whatsapp_window_closed_offers_the_templates_and_sends_one(
     assert graph.sends[0].json()["template"]["name"] == "recordatorio_cita"
     timeline = browser.get(f"{base}/timeline").text
     assert "Hola Lucía, te recordamos tu cita del martes 10:00." in timeline
+
+
+def test_a_call_the_agent_logged_shows_in_the_timeline_with_its_notes(
+    api: Api, server: Server
+) -> None:
+    channel = create_channel(api, name="App")
+    agent = add_user(api)
+    first = customer_writes(api, "Llámenme, por favor", channel=channel, sender="c-1")
+    logged = api.post(
+        f"/api/v1/conversations/{first.conversation_id}/calls",
+        json={"duration_seconds": 185, "notes": "Grúa en camino, llega en 40 min"},
+    )
+    assert logged.status_code in (200, 201, 202), logged.text
+    browser = sign_in(server, agent)
+    page = browser.get(f"/app/conversations/{first.conversation_id}/timeline")
+    assert page.status_code == 200, page.text
+    assert "Grúa en camino, llega en 40 min" in page.text
+    assert "call-card" in page.text

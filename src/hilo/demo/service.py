@@ -1,34 +1,58 @@
 """The demo data set: "Ruta Rent a Car", a car-rental company's support in Spanish and English.
 
-Everything is written the way the real paths write it (rows plus the events of
-``hilo.events``), but in bulk and with timestamps spread over the last 60 days. The same seed
-gives the same data set, relative to the hour it is generated in.
+Everything is written the way the real paths write it, but in bulk and with timestamps spread
+over the last 60 days: the channels are real channel types created through
+``channels.service`` (with made-up credentials, their providers pointed at a closed local
+port), each customer message is the provider's own wire format (Twilio's forms, Meta's JSON,
+a MIME e-mail, the web chat widget's event) read by the channel's adapter, the contact's
+identities are those ``contacts.resolve_sender`` keeps, and the events are those of
+``docs/events.md``. The same seed gives the same data set, relative to the hour it is
+generated in.
+
+What has no engine yet is written as its rows would be: the bot's questions and hand-off in
+the car-rental story (``bot.replied``, ``bot.handoff``) and the CSAT survey
+(``survey.sent``, ``survey.answered``), with the fields the catalogue reserves for them.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import quopri
 import random
+import re
 import unicodedata
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email.header import Header
+from email.utils import format_datetime, formataddr
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import events
 from hilo.auth import service as auth
+from hilo.calls import service as calls
+from hilo.channels import email as email_channel
 from hilo.channels import service as channels
-from hilo.channels.base import InboundItem, Sender
+from hilo.channels.base import ChannelContext, InboundItem, RawRequest, Sender
+from hilo.channels.email_io import addressing, mime
+from hilo.channels.registry import get_adapter
+from hilo.channels.webchat import ingest_body
 from hilo.clock import now
-from hilo.contacts.service import normalise_phone
+from hilo.contacts.service import Claim, normalise_phone
 from hilo.db import Base, Database
 from hilo.events import Actor
+from hilo.flows import _claims
 from hilo.models import (
+    Channel,
     Company,
     Contact,
     ContactIdentity,
@@ -38,6 +62,7 @@ from hilo.models import (
     Event,
     InboundEvent,
     Message,
+    WebchatVisitor,
     Workspace,
 )
 
@@ -54,6 +79,18 @@ _REOPEN_DAYS = 7
 
 SYSTEM = Actor.system()
 BOT = Actor("bot")
+# The tables the builder fills, parents first.
+_WRITTEN: tuple[type[Base], ...] = (
+    Company,
+    Contact,
+    ContactIdentity,
+    Deal,
+    Conversation,
+    ConversationLabel,
+    WebchatVisitor,
+    InboundEvent,
+    Message,
+)
 
 
 class DatabaseNotEmpty(Exception):
@@ -84,6 +121,34 @@ class DemoResult:
     def admin(self) -> DemoUser:
         """The user to sign in as first."""
         return next(u for u in self.users if u.role == "admin")
+
+    @property
+    def notes(self) -> list[str]:
+        """What the demo holds and what it cannot do, in English and Spanish."""
+        who = f"{self.story_contact} {self.story_phone}"
+        return [
+            f"Story:     {who}: her car breaks down and she texts (SMS); the bot asks where "
+            "she is and hands over to roadside with a summary; the agent calls her; SMS "
+            "updates and a CSAT question follow; a week later she writes on WhatsApp. One "
+            "conversation.",
+            f"Historia:  {who}: se le avería el coche y escribe por SMS; el bot pregunta dónde "
+            "está y pasa el caso a asistencia con un resumen; la agente la llama; siguen avisos "
+            "por SMS y una pregunta de satisfacción; una semana después escribe por WhatsApp. "
+            "Una sola conversación.",
+            "           The bot's messages and the survey are demo data: Hilo has no bot "
+            "engine or surveys yet. / Los mensajes del bot y la encuesta son datos de la demo: "
+            "Hilo aún no tiene bot ni encuestas.",
+            "Channels:  WhatsApp (Meta), SMS and phone (Twilio), e-mail, web chat and the app, "
+            f"with made-up credentials: their providers are {OFFLINE_ADDRESS}, where nothing "
+            "listens, so a reply you send shows as not delivered, with the connection error "
+            "(`hilo demo` gives up at once; `hilo serve` retries first, as in an outage). "
+            "Notes work.",
+            "Canales:   WhatsApp (Meta), SMS y teléfono (Twilio), e-mail, chat web y la app, con "
+            f"credenciales inventadas: sus proveedores son {OFFLINE_ADDRESS}, donde no escucha "
+            "nadie, así que una respuesta que envíe aparece como no entregada, con el error de "
+            "conexión (`hilo demo` desiste al momento; `hilo serve` reintenta antes, como en "
+            "una caída). Las notas internas funcionan.",
+        ]
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -150,20 +215,153 @@ _US_AREAS = ("212", "305", "312", "415", "512", "617", "713", "786", "917", "954
 
 # --- the company: channels, teams, users, offices ------------------------------------------
 
-# Only the signed "api" channel type exists so far: each of these stands for the channel it is
-# named after, bridged through the company's own app.
-_CHANNELS = (
-    ("app", "App móvil"),
-    ("web", "Web"),
-    ("whatsapp", "WhatsApp (vía app)"),
-    ("sms", "SMS (vía app)"),
+# Every provider of the demo's channels is this address on the machine itself, where nothing
+# listens: a reply typed in the demo is refused there at once (a connection error on the
+# message), and nothing ever goes to a real provider's host.
+OFFLINE_ADDRESS = "127.0.0.1:9"
+OFFLINE_URL = f"http://{OFFLINE_ADDRESS}"
+# Made-up credentials: they pass each adapter's checks and open nothing anywhere.
+TWILIO_ACCOUNT_SID = "AC" + "dec0de" + "0" * 26
+TWILIO_AUTH_TOKEN = "demo-twilio-auth-token-not-real"  # noqa: S105
+META_APP_SECRET = "demo-meta-app-secret-not-real"  # noqa: S105
+META_ACCESS_TOKEN = "demo-meta-access-token-not-real"  # noqa: S105
+META_VERIFY_TOKEN = "demo-meta-verify-token"  # noqa: S105
+META_BUSINESS_ACCOUNT = "100000000000000"
+SUPPORT_ADDRESS = "atencion@rutarent.example"
+WEBSITE = "https://www.rutarent.example"
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """One of the company's channels: type, provider, name, its own number and settings."""
+
+    key: str
+    type: str
+    provider: str
+    name: str
+    number: str
+    config: dict[str, Any]
+
+
+def _twilio(number: str, **extra: str) -> dict[str, Any]:
+    return {
+        "account_sid": TWILIO_ACCOUNT_SID,
+        "auth_token": TWILIO_AUTH_TOKEN,
+        "phone_number": number,
+        "api_base_url": OFFLINE_URL,
+        **extra,
+    }
+
+
+_WHATSAPP_TEMPLATES = [
+    {
+        "name": "recordatorio_recogida",
+        "language": "es",
+        "body": "Hola {{1}}, le recordamos que su reserva {{2}} está lista para recoger "
+        "mañana en {{3}}.",
+    },
+    {
+        "name": "pickup_reminder",
+        "language": "en",
+        "body": "Hi {{1}}, a reminder that booking {{2}} is ready for pick-up tomorrow at {{3}}.",
+    },
+    {
+        "name": "seguimiento_caso",
+        "language": "es",
+        "body": "Hola {{1}}, le escribimos de Ruta Rent a Car sobre su caso {{2}}. Responda a "
+        "este mensaje si necesita algo más.",
+    },
+]
+
+
+def _meta(phone_number_id: str) -> dict[str, Any]:
+    return {
+        "phone_number_id": phone_number_id,
+        "app_secret": META_APP_SECRET,
+        "access_token": META_ACCESS_TOKEN,
+        "verify_token": META_VERIFY_TOKEN,
+        "api_base_url": OFFLINE_URL,
+        "templates": _WHATSAPP_TEMPLATES,
+    }
+
+
+# In the order they were connected (which gives each its badge colour). Two WhatsApp numbers
+# of one Meta app (Spain, and Mexico for Latin America), two SMS numbers (Spain, and the
+# United States, where customers text most), the 24-hour phone line's voicemail, the support
+# mailbox, the website's chat (signed-in customers and anonymous visitors) and the app.
+CHANNELS = (
+    ChannelSpec(
+        "api", "api", "hilo", "App móvil", "", {"callback_url": f"{OFFLINE_URL}/app/replies"}
+    ),
+    ChannelSpec(
+        "wa_es", "whatsapp", "meta", "WhatsApp España", "+34910000100", _meta("100000000000001")
+    ),
+    ChannelSpec(
+        "wa_latam",
+        "whatsapp",
+        "meta",
+        "WhatsApp Latinoamérica",
+        "+525500000100",
+        _meta("100000000000002"),
+    ),
+    ChannelSpec("sms_es", "sms", "twilio", "SMS España", "+34600000100", _twilio("+34600000100")),
+    ChannelSpec(
+        "sms_us", "sms", "twilio", "SMS Estados Unidos", "+15005550006", _twilio("+15005550006")
+    ),
+    ChannelSpec(
+        "voice",
+        "voice",
+        "twilio",
+        "Teléfono 24 h",
+        "+34900100200",
+        _twilio(
+            "+34900100200",
+            answer="voicemail",
+            language="es-ES",
+            greeting="Ruta Rent a Car, asistencia 24 horas. Deje su nombre, su número de "
+            "reserva y su mensaje después de la señal, y le llamamos enseguida.",
+        ),
+    ),
+    ChannelSpec(
+        "email",
+        "email",
+        "smtp",
+        "E-mail",
+        SUPPORT_ADDRESS,
+        {
+            "address": SUPPORT_ADDRESS,
+            "from_name": "Ruta Rent a Car",
+            "default_subject": "Ruta Rent a Car: atención al cliente",
+            "smtp_host": OFFLINE_ADDRESS.split(":")[0],
+            "smtp_port": int(OFFLINE_ADDRESS.split(":")[1]),
+            "smtp_starttls": False,
+        },
+    ),
+    ChannelSpec(
+        "webchat",
+        "webchat",
+        "hilo",
+        "Chat web",
+        "",
+        {
+            "allowed_origins": [WEBSITE],
+            "title": "¿Le ayudamos?",
+            "color": "#0b7a75",
+            "locale": "auto",
+            "email_fallback": True,
+        },
+    ),
 )
+# Which kind of channel a customer of each market starts on (weights). Voice is the Spanish
+# roadside line's voicemail; WhatsApp dominates in Latin America, SMS in the United States.
 _CHANNEL_MIX = {
-    "ES": {"app": 30, "web": 25, "whatsapp": 35, "sms": 10},
-    "MX": {"app": 15, "web": 15, "whatsapp": 60, "sms": 10},
-    "AR": {"app": 15, "web": 20, "whatsapp": 55, "sms": 10},
-    "US": {"app": 25, "web": 35, "whatsapp": 15, "sms": 25},
+    "ES": {"whatsapp": 32, "sms": 7, "voice": 9, "email": 18, "webchat": 16, "api": 18},
+    "MX": {"whatsapp": 58, "sms": 3, "voice": 0, "email": 12, "webchat": 14, "api": 13},
+    "AR": {"whatsapp": 60, "sms": 2, "voice": 0, "email": 13, "webchat": 15, "api": 10},
+    "US": {"whatsapp": 10, "sms": 32, "voice": 0, "email": 22, "webchat": 20, "api": 16},
 }
+# Where a conversation may move to halfway: a text channel (never a call or an e-mail).
+_SWITCHABLE = ("whatsapp", "sms", "webchat", "api")
 ROADSIDE, BILLING, BOOKINGS = "Asistencia en carretera", "Facturación", "Reservas"
 _TEAMS = (ROADSIDE, BILLING, BOOKINGS)
 _USERS = (
@@ -865,17 +1063,41 @@ TOPICS: tuple[Topic, ...] = (
         ),
     ),
 )
-
 # What a customer says when they carry on the same conversation on another channel.
 _SWITCH_PREFIX = {
     ("es", "whatsapp"): "Les escribo por WhatsApp, que me resulta más cómodo. ",
     ("es", "sms"): "Les escribo por SMS, que aquí casi no tengo datos. ",
-    ("es", "app"): "Sigo desde la app. ",
-    ("es", "web"): "Les escribo desde la web, ya desde el ordenador. ",
+    ("es", "api"): "Sigo desde la app. ",
+    ("es", "webchat"): "Les escribo desde el chat de la web, ya desde el ordenador. ",
     ("en", "whatsapp"): "Switching to WhatsApp, it's easier for me. ",
     ("en", "sms"): "Texting you instead, my data is patchy here. ",
-    ("en", "app"): "Carrying on in the app. ",
-    ("en", "web"): "Writing from your website now. ",
+    ("en", "api"): "Carrying on in the app. ",
+    ("en", "webchat"): "Writing from the chat on your website now. ",
+}
+# The subject of a customer's first e-mail about each topic.
+_SUBJECTS = {
+    "booking": ("Consulta sobre mi reserva {booking}", "Question about booking {booking}"),
+    "hours": ("Horario de la oficina de {office}", "{office} opening hours"),
+    "invoice": ("Factura del alquiler {booking}", "Invoice for rental {booking}"),
+    "dispute": ("Cargo incorrecto en mi tarjeta ({booking})", "Wrong charge on my card"),
+    "deposit": ("Devolución de la fianza", "Deposit refund"),
+    "breakdown": ("Problema con el coche de alquiler", "Problem with the rental car"),
+    "damage": ("Parte de daños, reserva {booking}", "Damage report, booking {booking}"),
+    "lost": ("Objeto olvidado en el coche", "Item left in the car"),
+}
+# What a caller says around their message on the voicemail (Twilio transcribes it).
+_VOICEMAIL = {
+    "es": "Hola, buenas, soy {first}. {text} Llámenme a este número, por favor. Gracias.",
+    "en": "Hi, this is {first}. {text} Please call me back on this number. Thanks.",
+}
+# A greeting a written message opens with, which the voicemail's own greeting replaces.
+_GREETING = re.compile(
+    r"^(hola|buenas(?: tardes| noches)?|buenos días|hello|hi)\b[,.!]?\s*", re.IGNORECASE
+)
+# How a reply quotes the e-mail it answers, as mail clients write it.
+_QUOTE_HEADER = {
+    "es": "El {date}, Ruta Rent a Car <{address}> escribió:",
+    "en": "On {date}, Ruta Rent a Car <{address}> wrote:",
 }
 # Hours from UTC, roughly, to keep customers writing in their daytime.
 _UTC_OFFSET = {"ES": 1, "MX": -6, "AR": -3, "US": -5}
@@ -887,7 +1109,17 @@ _UTC_OFFSET = {"ES": 1, "MX": -6, "AR": -3, "US": -5}
 @dataclass
 class _Channel:
     key: str
-    id: uuid.UUID
+    type: str
+    name: str
+    number: str
+    row: Channel
+    context: ChannelContext
+    url: str
+    carries_text: bool
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.row.id
 
 
 @dataclass
@@ -928,27 +1160,33 @@ class _Person:
     phone: str
     email: str | None
     app_id: str
-    web_id: str
     company: _Company | None
     attributes: dict[str, Any]
+    # Their WhatsApp and SMS channels (by market), their browser's web chat visitor, and the
+    # id the website signs for them when they chat signed in (None: they chat anonymously).
+    wa: str = "wa_es"
+    sms: str = "sms_es"
+    visitor: uuid.UUID = field(default_factory=lambda: uuid.UUID(int=0))
+    web_user: str | None = None
     id: uuid.UUID | None = None
     created_at: datetime | None = None
     last_activity_at: datetime | None = None
-    known: set[tuple[str, str]] = field(default_factory=set)
+    # The kind of channel they last wrote on: one that surely reaches their contact.
+    last_key: str | None = None
+    visitor_seen: datetime | None = None
 
     @property
     def cid(self) -> uuid.UUID:
         assert self.id is not None, "contact not created yet"
         return self.id
 
-    def external_id(self, channel: _Channel) -> str:
-        """How the channel's app names this customer."""
-        return {
-            "app": self.app_id,
-            "web": self.web_id,
-            "whatsapp": self.phone.lstrip("+"),
-            "sms": self.phone,
-        }[channel.key]
+
+@dataclass
+class _Known:
+    """An identity written so far, and whose it is."""
+
+    person: _Person
+    row: dict[str, Any]
 
 
 @dataclass
@@ -965,22 +1203,52 @@ class _Conv:
     snoozed_until: datetime | None = None
     resolved_at: datetime | None = None
     labels: list[str] = field(default_factory=list)
+    # The text channel an agent answers a phone call on (the caller's SMS).
+    text_channel: _Channel | None = None
+    # The e-mail thread: its subject, the Message-IDs so far, and our last reply (to quote).
+    subject: str = ""
+    email_refs: list[str] = field(default_factory=list)
+    last_email: tuple[str, str, datetime] | None = None
 
 
 @dataclass
 class _Step:
     """One thing that happens in a conversation, at a time."""
 
+    # in, out, bot, survey, note, bot_note, call, handoff, team, assign, priority, label, status
     at: datetime
-    kind: str  # in, out, bot, note, bot_note, team, assign, priority, label, status
+    kind: str
     text: str = ""
-    channel: _Channel | None = None
+    # A customer's message: the kind of channel (None: where the conversation is), whether it
+    # moves the conversation there, and the subject should it be an e-mail.
+    key: str | None = None
+    switch: bool = False
+    subject: str = ""
+    # A reply: the channel it goes on (None: the conversation's).
+    via: str | None = None
     agent: _Agent | None = None
     actor: Actor = SYSTEM
     value: str = ""
     reason: str | None = None
     until: datetime | None = None
     delivered: bool = True
+    # A web chat reply the visitor never saw (they had left): it follows by e-mail.
+    unseen: bool = False
+    # A logged call: direction, outcome, duration in seconds.
+    call: tuple[str, str, int] | None = None
+    score: int | None = None
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A customer's message about to be written in its provider's format."""
+
+    channel: _Channel
+    person: _Person
+    conv: _Conv | None
+    text: str
+    sent: datetime
+    subject: str
 
 
 @dataclass
@@ -1009,6 +1277,31 @@ def _money(eur: int, currency: str, lang: str) -> str:
     return f"$ {value:,.0f}".replace(",", ".") if lang == "es" else f"ARS {value:,.0f}"
 
 
+def _wa_id(phone: str) -> str:
+    """The WhatsApp id of a phone: its digits; Mexican mobiles keep WhatsApp's old ``521``."""
+    digits = phone.lstrip("+")
+    return "521" + digits[2:] if digits.startswith("52") else digits
+
+
+def _segments(text: str) -> int:
+    """How many SMS segments a carrier cuts a text into (UCS-2 once it leaves GSM's set)."""
+    per = 153 if all(ord(c) < 128 or c in "áéíóúñÁÉÍÓÚÑüÜ¿¡€" for c in text) else 67
+    return 1 if len(text) <= (160 if per == 153 else 70) else -(-len(text) // per)
+
+
+def _header(value: str) -> str:
+    """A header value in ASCII: RFC 2047 words where it is not."""
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def _form(params: dict[str, str]) -> bytes:
+    return urlencode(params).encode()
+
+
+def _json_body(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 class _Builder:
     """Collects the rows and events of the demo, then writes them in bulk."""
 
@@ -1022,27 +1315,21 @@ class _Builder:
         self.window_start = self.now - timedelta(days=DAYS)
         self.setup_at = self.window_start - timedelta(days=2)
         self.workspace_id = uuid.UUID(int=0)
+        self.workspace: Workspace | None = None
         self.channels: dict[str, _Channel] = {}
         self.teams: dict[str, uuid.UUID] = {}
         self.agents: list[_Agent] = []
         self.companies: list[_Company] = []
         self.people: list[_Person] = []
-        self.rows: dict[type[Base], list[dict[str, Any]]] = {
-            model: []
-            for model in (
-                Company,
-                Contact,
-                ContactIdentity,
-                Deal,
-                Conversation,
-                ConversationLabel,
-                InboundEvent,
-                Message,
-            )
-        }
+        self.rows: dict[type[Base], list[dict[str, Any]]] = {model: [] for model in _WRITTEN}
         self.planned: list[_Planned] = []
         self.used_phones: set[str] = {STORY_PHONE}
         self.used_emails: set[str] = set()
+        # Every identity written so far, as contacts.resolve_sender would find it.
+        self.index: dict[tuple[str, str, str], _Known] = {}
+        self.visitors: dict[uuid.UUID, dict[str, Any]] = {}
+        # The bot's summary note of each conversation it handed over.
+        self.summaries: dict[uuid.UUID, uuid.UUID] = {}
         self.counter = 0
 
     # -- ids, events, small helpers --
@@ -1054,6 +1341,10 @@ class _Builder:
         value = (value & ~(0xF << 76)) | (0x7 << 76)
         value = (value & ~(0x3 << 62)) | (0x2 << 62)
         return uuid.UUID(int=value)
+
+    def hex(self, digits: int) -> str:
+        """Random hex digits, from the id stream."""
+        return f"{self.id_rng.getrandbits(4 * digits):0{digits}x}"
 
     def event(
         self,
@@ -1094,6 +1385,9 @@ class _Builder:
         """A random duration, skewed towards ``low`` like real response times."""
         return timedelta(minutes=low + (high - low) * self.rng.random() ** 2)
 
+    def seconds(self, low: float, high: float) -> timedelta:
+        return timedelta(seconds=self.rng.uniform(low, high))
+
     # -- the company --
 
     async def setup(self) -> None:
@@ -1104,9 +1398,8 @@ class _Builder:
         workspace.default_region, workspace.default_locale = "ES", "es"
         workspace.timezone = "Europe/Madrid"
         workspace.created_at = self.setup_at
-        self.workspace_id = workspace.id
+        self.workspace, self.workspace_id = workspace, workspace.id
         cli = Actor("cli")
-        by_name: dict[str, _Agent] = {}
         for local, name, role, locale, teams in _USERS:
             user = await auth.do_create_user(
                 session,
@@ -1118,9 +1411,7 @@ class _Builder:
                 actor=cli,
             )
             user.locale, user.created_at = locale, self.setup_at
-            agent = _Agent(user.id, name, role, locale, teams)
-            self.agents.append(agent)
-            by_name[name] = agent
+            self.agents.append(_Agent(user.id, name, role, locale, teams))
         admin = self.agents[0].actor
         for team_name in _TEAMS:
             team = await auth.do_create_team(
@@ -1137,24 +1428,37 @@ class _Builder:
                     user_id=agent.id,
                     actor=admin,
                 )
-        for key, name in _CHANNELS:
-            channel, _secrets = await channels.do_create(
+        for spec in CHANNELS:
+            config = dict(spec.config)
+            if spec.type == "webchat":
+                # Replies a visitor did not stay to read go out from the support mailbox.
+                config["email_channel_id"] = str(self.channels["email"].id)
+            row, _secrets = await channels.do_create(
                 session,
                 workspace_id=workspace.id,
-                type="api",
-                name=name,
-                provider=None,
-                config={},
+                type=spec.type,
+                name=spec.name,
+                provider=spec.provider,
+                config=config,
                 actor=admin,
             )
-            channel.created_at = self.setup_at
-            self.channels[key] = _Channel(key, channel.id)
+            row.created_at = self.setup_at
+            self.channels[spec.key] = _Channel(
+                key=spec.key,
+                type=spec.type,
+                name=spec.name,
+                number=spec.number,
+                row=row,
+                context=channels.context(row),
+                url=channels.webhook_url(row),
+                carries_text=channels.carries_text(row),
+            )
         await session.flush()
         # The services stamp their events "now"; the story starts before the 60 days.
         pending = [o for o in (*session.identity_map.values(), *session.new)]
         setup_events = sorted((o for o in pending if isinstance(o, Event)), key=lambda e: e.id or 0)
-        for i, row in enumerate(setup_events):
-            row.created_at = self.setup_at + timedelta(seconds=i)
+        for i, setup_event in enumerate(setup_events):
+            setup_event.created_at = self.setup_at + timedelta(seconds=i)
 
     def agent(self, team: str, lang: str) -> _Agent:
         """An agent of the team, preferring one who speaks the customer's language."""
@@ -1320,6 +1624,7 @@ class _Builder:
         local_companies = [c for c in self.companies if c.region == region]
         company = rng.choice(local_companies) if local_companies and rng.random() < 0.15 else None
         email = self.email(first, last, region, company) if rng.random() < 0.9 else None
+        customer = 100_000 + index * 7 + rng.randint(0, 6)
         person = _Person(
             name=name,
             first=first,
@@ -1329,60 +1634,90 @@ class _Builder:
             timezone=rng.choice(_TIMEZONES[region]),
             phone=self.phone(region),
             email=email,
-            app_id=f"app-{100_000 + index * 7 + rng.randint(0, 6)}",
-            web_id=f"web-{rng.getrandbits(48):012x}",
+            app_id=f"app-{customer}",
             company=company,
             attributes={
                 "tier": "gold" if rng.random() < 0.1 else "standard",
                 "customer_since": rng.randint(2016, self.now.year),
             },
+            wa="wa_es" if region == "ES" or (region == "US" and lang == "en") else "wa_latam",
+            sms="sms_us" if region == "US" else "sms_es",
+            visitor=uuid.UUID(int=rng.getrandbits(128), version=4),
+            # Signed in on the website, the site vouches for who they are.
+            web_user=f"CL-{customer}" if rng.random() < 0.55 else None,
         )
         if company is not None:
             company.contacts.append(person)
         return person
 
-    def see(self, person: _Person, channel: _Channel, at: datetime) -> None:
-        """What resolving a sender does: create the contact, add identities not yet known."""
+    # -- contacts: what resolving a sender does --
+
+    def claims(self, channel: _Channel, sender: Sender | None) -> list[Claim]:
+        """The identities a sender claims on the channel, its own id first (as the flow does)."""
+        assert sender is not None and self.workspace is not None
+        own, others = _claims(channel.row, self.workspace, sender)
+        return [own, *others]
+
+    def owner(self, claims: list[Claim]) -> _Person | None:
+        """Whose contact the message joins: the sender's id, else a verified phone or e-mail."""
+        found = self.index.get((claims[0].kind, claims[0].scope, claims[0].value))
+        if found is not None:
+            return found.person
+        for claim in claims[1:]:
+            known = self.index.get((claim.kind, claim.scope, claim.value))
+            if known is not None and claim.verified and known.row["verified"]:
+                return known.person
+        return None
+
+    def reaches(self, person: _Person, claims: list[Claim]) -> bool:
+        """Whether a message with these claims lands on the person's own contact.
+
+        Hilo only joins what a channel vouches for: a customer known by phone who writes
+        from an e-mail address Hilo has never seen is, rightly, a new contact. The demo keeps
+        one contact per person, so it has them write where they are known instead.
+        """
+        owner = self.owner(claims)
+        return owner is person if person.id is not None else owner is None
+
+    def resolve(
+        self, person: _Person, channel: _Channel, claims: list[Claim], at: datetime
+    ) -> None:
+        """Create the contact, add the identities not yet known, verify what is now vouched."""
         if person.id is None:
             person.id = self.uuid_at(at)
             person.created_at = at
             self.event(at, "contact.created", SYSTEM, channel=channel, contact_id=person.id)
-        claims = [
-            ("api", str(channel.id), person.external_id(channel)),
-            ("phone", "", person.phone),
-        ]
-        if person.email:
-            claims.append(("email", "", person.email))
-        for kind, scope, value in claims:
-            if (kind, scope) in person.known:
-                continue
-            person.known.add((kind, scope))
-            self.identity(person, kind, scope, value, at, verified=True)
-            self.event(
-                at,
-                "contact.identity_added",
-                SYSTEM,
-                channel=channel,
-                contact_id=person.id,
-                data={"kind": kind, "verified": True},
-            )
+        for claim in claims:
+            known = self.index.get((claim.kind, claim.scope, claim.value))
+            if known is None:
+                self.identity(person, claim.kind, claim.scope, claim.value, at, claim.verified)
+                self.event(
+                    at,
+                    "contact.identity_added",
+                    SYSTEM,
+                    channel=channel,
+                    contact_id=person.id,
+                    data={"kind": claim.kind, "verified": claim.verified},
+                )
+            elif claim.verified and not known.row["verified"]:
+                known.row["verified"] = True
 
     def identity(
-        self, person: _Person, kind: str, scope: str, value: str, at: datetime, *, verified: bool
+        self, person: _Person, kind: str, scope: str, value: str, at: datetime, verified: bool
     ) -> None:
         """A row of contact_identities."""
-        self.rows[ContactIdentity].append(
-            {
-                "id": self.uuid_at(at),
-                "workspace_id": self.workspace_id,
-                "contact_id": person.cid,
-                "kind": kind,
-                "scope": scope,
-                "value": value,
-                "verified": verified,
-                "created_at": at,
-            }
-        )
+        row = {
+            "id": self.uuid_at(at),
+            "workspace_id": self.workspace_id,
+            "contact_id": person.cid,
+            "kind": kind,
+            "scope": scope,
+            "value": value,
+            "verified": verified,
+            "created_at": at,
+        }
+        self.rows[ContactIdentity].append(row)
+        self.index[(kind, scope, value)] = _Known(person, row)
 
     def import_person(self, person: _Person) -> None:
         """A customer loaded from the old CRM who has not written yet."""
@@ -1394,8 +1729,7 @@ class _Builder:
         )
         for kind, value in (("phone", person.phone), ("email", person.email)):
             if value:
-                person.known.add((kind, ""))
-                self.identity(person, kind, "", value, at, verified=False)
+                self.identity(person, kind, "", value, at, False)
                 self.event(
                     at,
                     "contact.identity_added",
@@ -1411,20 +1745,31 @@ class _Builder:
         conv: _Conv | None = None
         for step in sorted(steps, key=lambda s: s.at):
             if step.kind == "in":
-                assert step.channel is not None
-                conv = self.inbound(conv, person, step.channel, step.at, step.text)
+                conv = self.inbound(conv, person, step)
                 continue
             assert conv is not None, "a conversation starts with the customer"
-            if step.kind in ("out", "bot"):
+            if step.kind in ("out", "bot", "survey"):
                 self.reply(conv, step)
             elif step.kind in ("note", "bot_note"):
                 self.note(conv, step)
+            elif step.kind == "call":
+                self.logged_call(conv, step)
+            elif step.kind == "handoff":
+                self.event(
+                    step.at,
+                    "bot.handoff",
+                    BOT,
+                    conv=conv,
+                    data={
+                        "intent": step.value,
+                        "reason": step.reason,
+                        "summary_message_id": _s(self.summaries.get(conv.id)),
+                    },
+                )
             elif step.kind == "team":
                 previous = conv.team
                 conv.team = self.teams[step.value]
                 data = {"team_id": str(conv.team), "previous_team_id": _s(previous)}
-                if step.reason:
-                    data["reason"] = step.reason
                 self.event(step.at, "conversation.team_changed", step.actor, conv=conv, data=data)
             elif step.kind == "assign":
                 assert step.agent is not None
@@ -1514,65 +1859,217 @@ class _Builder:
             data["snoozed_until"] = until.isoformat()
         self.event(at, event_type, actor, channel=conv.last_channel, conv=conv, data=data)
 
-    def inbound(
-        self, conv: _Conv | None, person: _Person, channel: _Channel, at: datetime, text: str
-    ) -> _Conv:
-        """A customer's message, as the inbound flow stores and records it."""
-        self.see(person, channel, at)
-        if conv is None:
-            conv = _Conv(self.uuid_at(at), person, at, at, channel)
-            self.event(at, "conversation.created", SYSTEM, channel=channel, conv=conv)
-        else:
-            if conv.status != "open":
-                self.status(conv, at, "open", SYSTEM, reason="customer_replied")
-            if conv.last_channel.id != channel.id:
-                self.event(
-                    at,
-                    "conversation.channel_switched",
-                    Actor.contact(person.cid),
-                    channel=channel,
-                    conv=conv,
-                    data={"from_channel_id": str(conv.last_channel.id)},
-                )
-        conv.last_channel = channel
-        self.counter += 1
-        provider_id = f"{channel.key}-{self.counter:07d}-{self.id_rng.getrandbits(32):08x}"
-        sent_at = at - timedelta(seconds=self.rng.randint(1, 8))
-        sender = Sender(
-            external_id=person.external_id(channel),
-            name=person.name,
-            phone=person.phone,
-            email=person.email,
-            phone_verified=True,
-            email_verified=bool(person.email),
-        )
-        item = InboundItem(
-            provider_event_id=provider_id,
-            kind="message",
-            sender=sender,
-            text=text,
-            sent_at=sent_at.isoformat(),
-        )
-        body = {
-            "id": provider_id,
-            "from": {
-                "id": sender.external_id,
-                "name": sender.name,
-                "phone": sender.phone,
-                "email": sender.email,
-            },
-            "text": text,
-            "sent_at": sent_at.isoformat(),
+    # -- what customers send, in each provider's own format --
+
+    def concrete(self, person: _Person, key: str) -> _Channel:
+        """The person's channel of a kind (their market's WhatsApp or SMS number)."""
+        return self.channels[{"whatsapp": person.wa, "sms": person.sms}.get(key, key)]
+
+    def delivery(
+        self,
+        channel: _Channel,
+        person: _Person,
+        conv: _Conv | None,
+        text: str,
+        at: datetime,
+        subject: str = "",
+    ) -> tuple[bytes, dict[str, str], InboundItem]:
+        """What the provider posts (or Hilo reads) for the message, and the adapter's item."""
+        sent = at - timedelta(seconds=self.rng.randint(1, 8))
+        draft = _Draft(channel, person, conv, text, sent, subject)
+        body, query = self.formats[channel.type](draft)
+        request = RawRequest(body=body, headers={}, query=query, url=channel.url, received_at=at)
+        [item] = get_adapter(channel.type).parse_inbound(request, channel.context)
+        return body, query, item
+
+    def sms_body(self, d: _Draft) -> tuple[bytes, dict[str, str]]:
+        sid = "SM" + self.hex(32)
+        params = {
+            "ToCountry": phonenumbers.region_code_for_number(phonenumbers.parse(d.channel.number))
+            or "",
+            "ToState": "",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "ToCity": "",
+            "FromZip": "",
+            "SmsSid": sid,
+            "FromState": "",
+            "SmsStatus": "received",
+            "FromCity": "",
+            "Body": d.text,
+            "FromCountry": d.person.region,
+            "To": d.channel.number,
+            "ToZip": "",
+            "NumSegments": str(_segments(d.text)),
+            "MessageSid": sid,
+            "AccountSid": TWILIO_ACCOUNT_SID,
+            "From": d.person.phone,
+            "ApiVersion": "2010-04-01",
         }
-        inbound_id, message_id = self.uuid_at(at), self.uuid_at(at)
+        return _form(params), {}
+
+    def whatsapp_value(self, channel: _Channel, **value: Any) -> bytes:
+        """A Cloud API webhook for the channel's number, as Meta batches it."""
+        metadata = {
+            "display_phone_number": channel.number.lstrip("+"),
+            "phone_number_id": str(channel.row.config["phone_number_id"]),
+        }
+        change = {
+            "value": {"messaging_product": "whatsapp", "metadata": metadata, **value},
+            "field": "messages",
+        }
+        return _json_body(
+            {
+                "object": "whatsapp_business_account",
+                "entry": [{"id": META_BUSINESS_ACCOUNT, "changes": [change]}],
+            }
+        )
+
+    def whatsapp_body(self, d: _Draft) -> tuple[bytes, dict[str, str]]:
+        wa_id = _wa_id(d.person.phone)
+        body = self.whatsapp_value(
+            d.channel,
+            contacts=[{"profile": {"name": d.person.name}, "wa_id": wa_id}],
+            messages=[
+                {
+                    "from": wa_id,
+                    "id": self.wamid(),
+                    "timestamp": str(int(d.sent.timestamp())),
+                    "text": {"body": d.text},
+                    "type": "text",
+                }
+            ],
+        )
+        return body, {}
+
+    def wamid(self) -> str:
+        return "wamid.HBgL" + base64.b64encode(self.id_rng.randbytes(36)).decode()
+
+    def voice_body(self, d: _Draft) -> tuple[bytes, dict[str, str]]:
+        params = {
+            "AccountSid": TWILIO_ACCOUNT_SID,
+            "ApiVersion": "2010-04-01",
+            "CallSid": "CA" + self.hex(32),
+            "CallStatus": "ringing",
+            "Called": d.channel.number,
+            "Caller": d.person.phone,
+            "Direction": "inbound",
+            "From": d.person.phone,
+            "FromCountry": d.person.region,
+            "To": d.channel.number,
+            "ToCountry": "ES",
+        }
+        return _form(params), {}
+
+    def email_body(self, d: _Draft) -> tuple[bytes, dict[str, str]]:
+        assert d.person.email is not None, "only customers with an address write e-mails"
+        domain = d.person.email.rpartition("@")[2]
+        to, body = SUPPORT_ADDRESS, d.text
+        headers = [("From", formataddr((d.person.name, d.person.email), "utf-8"))]
+        if d.conv is not None and d.conv.last_email is not None:
+            # An answer to our reply: to its Reply-To (which names the conversation), quoting it.
+            reply_id, reply_text, reply_at = d.conv.last_email
+            token = addressing.make_token(addressing.CONVERSATION, d.channel.id, d.conv.id)
+            to = addressing.with_tag(SUPPORT_ADDRESS, token) or SUPPORT_ADDRESS
+            headers += [
+                ("Subject", mime.reply_subject(d.conv.subject)),
+                ("In-Reply-To", f"<{reply_id}>"),
+                ("References", " ".join(f"<{r}>" for r in d.conv.email_refs[-10:])),
+            ]
+            when = reply_at.astimezone(ZoneInfo(d.person.timezone)).strftime("%d/%m/%Y %H:%M")
+            quoted = "\n".join(f"> {line}" if line else ">" for line in reply_text.splitlines())
+            header = _QUOTE_HEADER[d.person.lang].format(date=when, address=SUPPORT_ADDRESS)
+            body = f"{d.text}\n\n{header}\n{quoted}\n"
+        else:
+            headers.append(("Subject", d.subject or (d.conv.subject if d.conv is not None else "")))
+        headers += [
+            ("To", formataddr(("Ruta Rent a Car", to))),
+            ("Date", format_datetime(d.sent.astimezone(ZoneInfo(d.person.timezone)))),
+            ("Message-ID", f"<{self.hex(24)}@mail.{domain}>"),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", 'text/plain; charset="UTF-8"'),
+            ("Content-Transfer-Encoding", "quoted-printable"),
+        ]
+        # Written out by hand, as a mail client sends it (the email package is slow at this).
+        lines = [f"{name}: {_header(value)}" for name, value in headers]
+        encoded = quopri.encodestring(body.replace("\n", "\r\n").encode()).decode()
+        raw = "\r\n".join(lines) + "\r\n\r\n" + encoded
+        query = {"source": "smtp", "rcpt_to": to, "mail_from": d.person.email}
+        return raw.encode("ascii"), query
+
+    def webchat_body(self, d: _Draft) -> tuple[bytes, dict[str, str]]:
+        signed = d.person.web_user is not None
+        sender = Sender(
+            external_id=f"u:{d.person.web_user}" if signed else f"v:{d.person.visitor}",
+            name=d.person.name,
+            # An anonymous visitor may type their address in the chat: unverified.
+            email=d.person.email if signed or d.person.visitor.int % 2 else None,
+            email_verified=signed and d.person.email is not None,
+            phone=d.person.phone if signed else None,
+            phone_verified=signed,
+            id_verified=signed,
+        )
+        page = self.rng.choice(("/", "/reservas", "/oficinas", "/ayuda", "/mi-cuenta"))
+        event = {
+            "kind": "message",
+            "visitor_id": str(d.person.visitor),
+            "sender": asdict(sender),
+            "client_message_id": f"c{int(d.sent.timestamp() * 1000):x}-{self.hex(6)}",
+            "text": d.text,
+            "page_url": WEBSITE + page,
+            "sent_at": d.sent.isoformat(),
+        }
+        return ingest_body(event), {}
+
+    def api_body(self, d: _Draft) -> tuple[bytes, dict[str, str]]:
+        body = {
+            "id": f"msg-{self.hex(16)}",
+            "from": {
+                "id": d.person.app_id,
+                "name": d.person.name,
+                "phone": d.person.phone,
+                "email": d.person.email,
+            },
+            "text": d.text,
+            "sent_at": d.sent.isoformat(),
+        }
+        return _json_body(body), {}
+
+    @property
+    def formats(
+        self,
+    ) -> dict[
+        str,
+        Callable[[_Draft], tuple[bytes, dict[str, str]]],
+    ]:
+        # The demo writes what each provider would have sent: one format per channel type.
+        return {
+            "sms": self.sms_body,
+            "whatsapp": self.whatsapp_body,
+            "voice": self.voice_body,
+            "email": self.email_body,
+            "webchat": self.webchat_body,
+            "api": self.api_body,
+        }
+
+    def store(
+        self,
+        channel: _Channel,
+        body: bytes,
+        item: InboundItem,
+        at: datetime,
+        message_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """The delivery as the webhook stored it once, and the worker processed it."""
+        inbound_id = self.uuid_at(at)
         self.rows[InboundEvent].append(
             {
                 "id": inbound_id,
                 "workspace_id": self.workspace_id,
                 "channel_id": channel.id,
-                "provider_event_id": provider_id,
-                "message_id": message_id,
-                "raw_body": json.dumps(body, ensure_ascii=False).encode(),
+                "provider_event_id": item.provider_event_id,
+                "message_id": message_id or self.uuid_at(at),
+                "raw_body": body,
                 "item": item.to_json(),
                 "status": "processed",
                 "error": None,
@@ -1580,17 +2077,67 @@ class _Builder:
                 "processed_at": at + timedelta(milliseconds=self.rng.randint(40, 400)),
             }
         )
-        self.message(
+        return inbound_id
+
+    def inbound(self, conv: _Conv | None, person: _Person, step: _Step) -> _Conv:
+        """A customer's message, as the inbound flow stores, resolves and records it."""
+        at = step.at
+        current = None
+        if conv is not None:
+            current = conv.last_channel if conv.last_channel.carries_text else conv.text_channel
+        target = self.concrete(person, step.key) if step.key else current
+        assert target is not None
+        text = step.text
+        if step.switch and current is not None and target.id != current.id:
+            text = _SWITCH_PREFIX[(person.lang, target.type)] + text
+        if target.type == "voice":
+            said = _GREETING.sub("", text, count=1)
+            said = re.sub(r"^(\W*)(\w)", lambda m: m[1] + m[2].upper(), said, count=1)
+            text = _VOICEMAIL[person.lang].format(first=person.first, text=said)
+        if conv is not None and step.subject and not conv.subject:
+            conv.subject = step.subject
+        body, _query, item = self.delivery(target, person, conv, text, at, step.subject)
+        claims = self.claims(target, item.sender)
+        if not self.reaches(person, claims):
+            # Not known on that channel: they write where they wrote last.
+            fallback = current or self.concrete(person, person.last_key or "sms")
+            target, text = fallback, step.text
+            body, _query, item = self.delivery(target, person, conv, text, at, step.subject)
+            claims = self.claims(target, item.sender)
+        self.resolve(person, target, claims, at)
+        if conv is None:
+            conv = _Conv(self.uuid_at(at), person, at, at, target, subject=step.subject)
+            self.event(at, "conversation.created", SYSTEM, channel=target, conv=conv)
+        else:
+            if conv.status != "open":
+                self.status(conv, at, "open", SYSTEM, reason="customer_replied")
+            if conv.last_channel.id != target.id:
+                self.event(
+                    at,
+                    "conversation.channel_switched",
+                    Actor.contact(person.cid),
+                    channel=target,
+                    conv=conv,
+                    data={"from_channel_id": str(conv.last_channel.id)},
+                )
+        conv.last_channel = target
+        person.last_key = target.type if target.type != "voice" else "sms"
+        message_id = self.uuid_at(at)
+        inbound_id = self.store(target, body, item, at, message_id)
+        sent_at = datetime.fromisoformat(item.sent_at) if item.sent_at else None
+        row = self.message(
             conv,
             message_id,
             at,
             kind="inbound",
             sender_type="contact",
             sender_id=person.cid,
-            channel=channel,
+            channel=target,
             status="received",
-            text=text,
-            provider_message_id=provider_id,
+            text=item.text,
+            attachments=item.attachments,
+            data=item.data,
+            provider_message_id=item.provider_event_id,
             inbound_event_id=inbound_id,
             sent_at=sent_at,
         )
@@ -1600,17 +2147,217 @@ class _Builder:
             at,
             "message.received",
             Actor.contact(person.cid),
-            channel=channel,
+            channel=target,
             conv=conv,
             message_id=message_id,
             data={
-                "channel_type": "api",
-                "provider_message_id": provider_id,
-                "attachments": 0,
-                "sent_at": sent_at.isoformat(),
+                "channel_type": target.type,
+                "provider_message_id": item.provider_event_id,
+                "attachments": len(item.attachments),
+                "sent_at": sent_at.isoformat() if sent_at else None,
             },
         )
+        if target.type == "email":
+            conv.email_refs.append(str(item.data["message_id"]))
+            conv.subject = conv.subject or str(item.data.get("subject") or "")
+        elif target.type == "webchat":
+            self.visit(person, target, query_at=at)
+        elif target.type == "voice":
+            # Answered by the voicemail; the agent answers on the caller's SMS.
+            conv.text_channel = self.channels[person.sms]
+            self.voicemail(conv, row, target, person, at, text)
+        if step.score is not None:
+            self.event(
+                at,
+                "survey.answered",
+                Actor.contact(person.cid),
+                channel=target,
+                conv=conv,
+                message_id=message_id,
+                data={"kind": "csat", "score": step.score},
+            )
         return conv
+
+    def visit(self, person: _Person, channel: _Channel, *, query_at: datetime) -> None:
+        """The web chat visitor behind the person's messages (one browser)."""
+        row = self.visitors.get(person.visitor)
+        if row is None:
+            signed = person.web_user is not None
+            row = {
+                "id": person.visitor,
+                "workspace_id": self.workspace_id,
+                "channel_id": channel.id,
+                "user_id": person.web_user,
+                "name": person.name,
+                "email": person.email if signed or person.visitor.int % 2 else None,
+                "email_verified": signed and person.email is not None,
+                "phone": person.phone if signed else None,
+                "phone_verified": signed,
+                "locale": person.lang,
+                "created_at": query_at - timedelta(seconds=self.rng.randint(20, 600)),
+                "last_seen_at": query_at,
+            }
+            self.visitors[person.visitor] = row
+            self.rows[WebchatVisitor].append(row)
+        row["last_seen_at"] = max(row["last_seen_at"], query_at)
+
+    # -- phone calls --
+
+    def voicemail(
+        self,
+        conv: _Conv,
+        row: dict[str, Any],
+        channel: _Channel,
+        person: _Person,
+        at: datetime,
+        transcript: str,
+    ) -> None:
+        """Twilio's callbacks after the greeting: the recording, the call's end, the transcript."""
+        talk = max(6, round(len(transcript.split()) / 2.4))
+        greeting = 9
+        end = at + timedelta(seconds=greeting + talk + 2)
+        call_sid = str(row["provider_message_id"])
+        recording_sid = "RE" + self.hex(32)
+        account = f"https://api.twilio.com/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}"
+        recording_url = f"{account}/Recordings/{recording_sid}"
+        transcription_sid = "TR" + self.hex(32)
+        duration = greeting + talk + 2
+        callbacks = (
+            (
+                end,
+                {
+                    "AccountSid": TWILIO_ACCOUNT_SID,
+                    "CallSid": call_sid,
+                    "RecordingSid": recording_sid,
+                    "RecordingUrl": recording_url,
+                    "RecordingStatus": "completed",
+                    "RecordingDuration": str(talk),
+                    "RecordingChannels": "1",
+                    "RecordingStartTime": format_datetime(at + timedelta(seconds=greeting), True),
+                    "RecordingSource": "RecordVerb",
+                    "RecordingTrack": "both",
+                },
+            ),
+            (
+                end + timedelta(seconds=1),
+                {
+                    "AccountSid": TWILIO_ACCOUNT_SID,
+                    "ApiVersion": "2010-04-01",
+                    "CallSid": call_sid,
+                    "CallStatus": "completed",
+                    "CallDuration": str(duration),
+                    "Duration": str(-(-duration // 60)),
+                    "Direction": "inbound",
+                    "From": person.phone,
+                    "To": channel.number,
+                    "Timestamp": format_datetime(end, True),
+                    "CallbackSource": "call-progress-events",
+                    "SequenceNumber": "0",
+                },
+            ),
+            (
+                end + self.seconds(20, 75),
+                {
+                    "AccountSid": TWILIO_ACCOUNT_SID,
+                    "CallSid": call_sid,
+                    "RecordingSid": recording_sid,
+                    "RecordingUrl": recording_url,
+                    "TranscriptionSid": transcription_sid,
+                    "TranscriptionText": transcript,
+                    "TranscriptionStatus": "completed",
+                    "TranscriptionUrl": f"{account}/Transcriptions/{transcription_sid}",
+                    "TranscriptionType": "fast",
+                    "url": channel.url,
+                },
+            ),
+        )
+        for when, params in callbacks:
+            body = _form(params)
+            request = RawRequest(body=body, headers={}, query={}, url=channel.url, received_at=when)
+            [item] = get_adapter(channel.type).parse_inbound(request, channel.context)
+            self.store(channel, body, item, when)
+            self.call_news(conv, row, channel, item, when)
+
+    def call_news(
+        self, conv: _Conv, row: dict[str, Any], channel: _Channel, item: InboundItem, at: datetime
+    ) -> None:
+        """News of a call merged into its message, as ``calls.service.do_apply_update`` does."""
+        news: dict[str, Any] = dict(item.data.get("call") or {})
+        call: dict[str, Any] = dict(row["data"].get("call") or {})
+
+        def rank(status: Any) -> int:
+            return calls.STATUS_RANK.get(str(status), calls.FINAL_RANK)
+
+        status = news.pop("status", None)
+        if status is not None:
+            if call.get("status") is None or rank(status) > rank(call["status"]):
+                call["status"] = status
+            else:
+                status = None
+        changed = {key: value for key, value in news.items() if call.get(key) != value}
+        call.update(changed)
+        known = {a.get("media_id") for a in row["attachments"]}
+        added = [a for a in item.attachments if a.get("media_id") not in known]
+        transcript = item.text.strip()
+        new_text = bool(transcript) and transcript not in row["text"]
+        if status is None and not changed and not added and not new_text:
+            return
+        if added:
+            row["attachments"] = [*row["attachments"], *added]
+        if new_text:
+            row["text"] = f"{row['text']}\n\n{transcript}" if row["text"] else transcript
+        row["data"] = {**row["data"], "call": call}
+        row["updated_at"] = max(row["updated_at"], at)
+        reported = {**changed, **({"status": status} if status is not None else {})}
+        data: dict[str, Any] = {"update": str(item.data.get("update") or "status")}
+        data.update({key: reported[key] for key in calls.TRAIL_FIELDS if key in reported})
+        if added:
+            data["recordings"] = len(added)
+        if new_text:
+            data["transcribed"] = True
+        self.event(
+            at, "call.updated", SYSTEM, channel=channel, conv=conv, message_id=row["id"], data=data
+        )
+
+    def logged_call(self, conv: _Conv, step: _Step) -> None:
+        """A call an agent made from their phone and logged in the thread; nothing is sent."""
+        assert step.call is not None and step.agent is not None
+        direction, outcome, duration = step.call
+        channel = self.channels["voice"]
+        started = step.at - timedelta(seconds=duration + self.rng.randint(20, 90))
+        message_id = self.uuid_at(step.at)
+        self.message(
+            conv,
+            message_id,
+            step.at,
+            kind="call",
+            sender_type="user",
+            sender_id=step.agent.id,
+            channel=channel,
+            status="logged",
+            text=step.text.strip(),
+            data={
+                "call": {
+                    "direction": direction,
+                    "outcome": outcome,
+                    "duration": duration,
+                    "logged": True,
+                    "started_at": started.astimezone(UTC).isoformat(),
+                }
+            },
+        )
+        conv.last_activity_at = max(conv.last_activity_at, step.at)
+        self.event(
+            step.at,
+            "call.logged",
+            step.actor,
+            channel=channel,
+            conv=conv,
+            message_id=message_id,
+            data={"direction": direction, "outcome": outcome, "duration": duration},
+        )
+
+    # -- what the company sends --
 
     def message(
         self,
@@ -1624,64 +2371,201 @@ class _Builder:
         channel: _Channel | None,
         status: str,
         text: str,
+        attachments: list[dict[str, Any]] | None = None,
+        data: dict[str, Any] | None = None,
         provider_message_id: str | None = None,
         inbound_event_id: uuid.UUID | None = None,
         sent_at: datetime | None = None,
         updated_at: datetime | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         """A row of messages."""
-        self.rows[Message].append(
-            {
-                "id": message_id,
-                "workspace_id": self.workspace_id,
-                "conversation_id": conv.id,
-                "contact_id": conv.person.cid,
-                "channel_id": channel.id if channel else None,
-                "kind": kind,
-                "sender_type": sender_type,
-                "sender_id": sender_id,
-                "provider_message_id": provider_message_id,
-                "status": status,
-                "error": None,
-                "text": text,
-                "attachments": [],
-                "inbound_event_id": inbound_event_id,
-                "sent_at": sent_at,
-                "created_at": at,
-                "updated_at": updated_at or at,
-            }
-        )
+        row = {
+            "id": message_id,
+            "workspace_id": self.workspace_id,
+            "conversation_id": conv.id,
+            "contact_id": conv.person.cid,
+            "channel_id": channel.id if channel else None,
+            "kind": kind,
+            "sender_type": sender_type,
+            "sender_id": sender_id,
+            "provider_message_id": provider_message_id,
+            "status": status,
+            "error": None,
+            "text": text,
+            "attachments": attachments or [],
+            "data": data or {},
+            "inbound_event_id": inbound_event_id,
+            "sent_at": sent_at,
+            "created_at": at,
+            "updated_at": updated_at or at,
+        }
+        self.rows[Message].append(row)
+        return row
+
+    def reply_channel(self, conv: _Conv) -> _Channel:
+        """Where a reply goes: the customer's last channel, or after a call their SMS."""
+        if conv.last_channel.carries_text:
+            return conv.last_channel
+        assert conv.text_channel is not None
+        return conv.text_channel
+
+    def provider_id(self, channel: _Channel, message_id: uuid.UUID) -> str:
+        """The id the provider answers a send with (what its receipts name)."""
+        if channel.type == "sms":
+            return "SM" + self.hex(32)
+        if channel.type == "whatsapp":
+            return self.wamid()
+        if channel.type == "email":
+            return email_channel.own_message_id(message_id, SUPPORT_ADDRESS)
+        return str(message_id)
 
     def reply(self, conv: _Conv, step: _Step) -> None:
-        """An agent's (or the bot's) reply: queued, sent, usually delivered."""
-        channel = step.channel or conv.last_channel
-        bot = step.kind == "bot"
-        actor = BOT if bot else step.actor
+        """A reply by an agent, the bot or Hilo itself: queued, sent, and what came back."""
+        channel = self.channels[step.via] if step.via else self.reply_channel(conv)
+        sender_type, actor = {
+            "out": ("user", step.actor),
+            "bot": ("bot", BOT),
+            "survey": ("system", SYSTEM),
+        }[step.kind]
         message_id = self.uuid_at(step.at)
-        sent = step.at + timedelta(seconds=self.rng.uniform(0.3, 3))
-        delivered = sent + timedelta(seconds=self.rng.uniform(1, 25))
-        status = "delivered" if step.delivered else "sent"
-        self.message(
+        sent = step.at + self.seconds(0.3, 3)
+        provider_id = self.provider_id(channel, message_id)
+        row = self.message(
             conv,
             message_id,
             step.at,
-            kind="bot" if bot else "outbound",
-            sender_type="bot" if bot else "user",
-            sender_id=None if bot or step.agent is None else step.agent.id,
+            kind="outbound",
+            sender_type=sender_type,
+            sender_id=step.agent.id if step.kind == "out" and step.agent else None,
             channel=channel,
-            status=status,
+            status="sent",
             text=step.text,
-            provider_message_id=str(message_id),
-            updated_at=delivered if step.delivered else sent,
+            provider_message_id=provider_id,
+            updated_at=sent,
         )
         conv.last_activity_at = max(conv.last_activity_at, step.at)
+        if channel.type == "email":
+            conv.email_refs.append(provider_id)
+            conv.last_email = (provider_id, step.text, step.at)
         common: dict[str, Any] = {"channel": channel, "conv": conv, "message_id": message_id}
-        self.event(step.at, "message.queued", actor, data={"channel_type": "api"}, **common)
+        self.event(step.at, "message.queued", actor, data={"channel_type": channel.type}, **common)
+        if step.kind == "bot":
+            self.event(step.at, "bot.replied", BOT, data={"intent": step.value}, **common)
+        elif step.kind == "survey":
+            self.event(step.at, "survey.sent", SYSTEM, data={"kind": "csat"}, **common)
         self.event(sent, "message.sent", SYSTEM, data={"status": "sent"}, **common)
-        if step.delivered:
+        self.receipts(conv, row, channel, step, sent)
+
+    def receipts(
+        self, conv: _Conv, row: dict[str, Any], channel: _Channel, step: _Step, sent: datetime
+    ) -> None:
+        """The receipts the provider posts back (none for e-mail, calls and the app)."""
+        person = conv.person
+        provider_id = str(row["provider_message_id"])
+        statuses: list[tuple[str, datetime]] = []
+        if channel.type in ("sms", "whatsapp") and step.delivered:
+            delivered = sent + self.seconds(1, 25)
+            statuses.append(("delivered", delivered))
+            if channel.type == "whatsapp" and self.rng.random() < 0.7:
+                statuses.append(("read", delivered + self.minutes(0.2, 90)))
+        elif channel.type == "webchat":
+            if not step.unseen:
+                statuses.append(("read", sent + self.seconds(2, 40)))
+            self.email_fallback(conv, row, sent + timedelta(seconds=120), seen=not step.unseen)
+        for status, at in statuses:
+            if channel.type == "sms":
+                params = {
+                    "MessageSid": provider_id,
+                    "SmsSid": provider_id,
+                    "SmsStatus": status,
+                    "MessageStatus": status,
+                    "AccountSid": TWILIO_ACCOUNT_SID,
+                    "From": channel.number,
+                    "To": person.phone,
+                    "ApiVersion": "2010-04-01",
+                    "RawDlrDoneDate": at.strftime("%y%m%d%H%M"),
+                }
+                body = _form(params)
+            elif channel.type == "whatsapp":
+                receipt: dict[str, Any] = {
+                    "id": provider_id,
+                    "status": status,
+                    "timestamp": str(int(at.timestamp())),
+                    "recipient_id": _wa_id(person.phone),
+                    "biz_opaque_callback_data": str(row["id"]),
+                }
+                if status == "delivered":
+                    receipt["pricing"] = {
+                        "billable": False,
+                        "pricing_model": "CBP",
+                        "category": "service",
+                    }
+                body = self.whatsapp_value(channel, statuses=[receipt])
+            else:
+                event = {
+                    "kind": "status",
+                    "visitor_id": str(person.visitor),
+                    "message_id": str(row["id"]),
+                    "status": status,
+                }
+                body = ingest_body(event)
+            request = RawRequest(body=body, headers={}, query={}, url=channel.url, received_at=at)
+            [item] = get_adapter(channel.type).parse_inbound(request, channel.context)
+            self.store(channel, body, item, at)
+            row["status"], row["updated_at"] = status, at
             self.event(
-                delivered, "message.delivered", SYSTEM, data={"status": "delivered"}, **common
+                at,
+                f"message.{status}",
+                SYSTEM,
+                channel=channel,
+                conv=conv,
+                message_id=row["id"],
+                data={"status": status},
             )
+
+    def email_fallback(self, conv: _Conv, row: dict[str, Any], at: datetime, *, seen: bool) -> None:
+        """A web chat reply the visitor saw in time, or its copy by e-mail (email_fallback)."""
+        person = conv.person
+        note: dict[str, Any]
+        known = self.index.get(("email", "", person.email or ""))
+        if seen:
+            note = {"status": "not_needed"}
+        elif known is None or known.person is not person:
+            note = {"status": "no_email_address"}
+        else:
+            channel = self.channels["email"]
+            copy_id = self.uuid_at(at)
+            provider_id = email_channel.own_message_id(copy_id, SUPPORT_ADDRESS)
+            sent = at + self.seconds(0.5, 4)
+            self.message(
+                conv,
+                copy_id,
+                at,
+                kind="outbound",
+                sender_type=str(row["sender_type"]),
+                sender_id=row["sender_id"],
+                channel=channel,
+                status="sent",
+                text=str(row["text"]),
+                data={"fallback_for": str(row["id"])},
+                provider_message_id=provider_id,
+                updated_at=sent,
+            )
+            common: dict[str, Any] = {"channel": channel, "conv": conv, "message_id": copy_id}
+            self.event(at, "message.queued", SYSTEM, data={"channel_type": "email"}, **common)
+            self.event(sent, "message.sent", SYSTEM, data={"status": "sent"}, **common)
+            note = {"status": "queued", "message_id": str(copy_id)}
+        row["data"] = {**row["data"], "email_fallback": note}
+        row["updated_at"] = max(row["updated_at"], at)
+        self.event(
+            at,
+            "message.email_fallback",
+            SYSTEM,
+            channel=self.channels["webchat"],
+            conv=conv,
+            message_id=row["id"],
+            data=note,
+        )
 
     def note(self, conv: _Conv, step: _Step) -> None:
         """An internal note: stored, never sent."""
@@ -1698,6 +2582,8 @@ class _Builder:
             status="stored",
             text=step.text,
         )
+        if bot:
+            self.summaries[conv.id] = message_id
         actor = BOT if bot else step.actor
         self.event(step.at, "note.created", actor, conv=conv, message_id=message_id)
 
@@ -1810,28 +2696,58 @@ class _Builder:
         if start < self.window_start:
             return None
         ctx = self.context(person, topic, agent, start)
-        channel = self.channels[self.weighted(_CHANNEL_MIX[person.region])]
+        key = self.weighted(_CHANNEL_MIX[person.region])
+        if key == "email" and person.email is None:
+            key = "webchat"
+        subject = _SUBJECTS[topic.key][0 if person.lang == "es" else 1].format_map(ctx)
         inbound_at = [i for i, (kind, _) in enumerate(script) if kind == "in"]
         switch_at: int | None = None
-        if len(inbound_at) >= 2 and rng.random() < 0.2:
+        if len(inbound_at) >= 2 and key != "voice" and rng.random() < 0.2:
             switch_at = rng.choice(inbound_at[1:])
-        switch_to = self.channels[
-            rng.choice([k for k in _CHANNEL_MIX[person.region] if k != channel.key])
-        ]
+        switch_to = rng.choice([k for k in _SWITCHABLE if k != key])
+        outs = [i for i, (kind, _) in enumerate(script) if kind == "out"]
+        # A web chat visitor who left before the last answer: it follows them by e-mail.
+        last_word = outs and outs[-1] == len(script) - 1 and status == "resolved"
+        unseen_at = outs[-1] if last_word and rng.random() < 0.3 else None
         steps: list[_Step] = []
-        current = channel
         for i, ((kind, text), offset) in enumerate(zip(script, offsets, strict=True)):
             at = start + offset
             body = text.format_map(ctx)
             if kind == "in":
-                if i == switch_at:
-                    current = switch_to
-                    body = _SWITCH_PREFIX[(person.lang, current.key)] + body
-                steps.append(_Step(at, "in", body, channel=current))
+                first = i == 0
+                steps.append(
+                    _Step(
+                        at,
+                        "in",
+                        body,
+                        key=key if first else switch_to if i == switch_at else None,
+                        switch=i == switch_at,
+                        subject=subject if first else "",
+                    )
+                )
             elif kind == "out":
+                if key == "voice" and i == outs[0] and rng.random() < 0.5:
+                    # Returning the call first: nobody answers, so the reply goes by SMS.
+                    steps.append(
+                        _Step(
+                            max(start + timedelta(seconds=40), at - self.minutes(1, 4)),
+                            "call",
+                            agent=agent,
+                            actor=agent.actor,
+                            call=("outbound", "no_answer", 0),
+                        )
+                    )
                 delivered = rng.random() < 0.9
                 steps.append(
-                    _Step(at, "out", body, agent=agent, actor=agent.actor, delivered=delivered)
+                    _Step(
+                        at,
+                        "out",
+                        body,
+                        agent=agent,
+                        actor=agent.actor,
+                        delivered=delivered,
+                        unseen=i == unseen_at,
+                    )
                 )
                 following = script[i + 1][0] if i + 1 < len(script) else None
                 if following == "in" and rng.random() < 0.25:
@@ -1923,6 +2839,8 @@ class _Builder:
 
     # -- the car-rental story of PRODUCT.md --
 
+    # -- the car-rental story of PRODUCT.md --
+
     def story(self) -> _Person:
         """SMS breakdown, bot hand-off, a call, tow-truck updates, CSAT; then WhatsApp."""
         ana = next(a for a in self.agents if a.name == "Ana Beltrán")
@@ -1937,7 +2855,6 @@ class _Builder:
             phone=STORY_PHONE,
             email="marta.jimenez.ruiz@gmail.com",
             app_id="app-104711",
-            web_id="web-3f9a1c22b710",
             company=None,
             attributes={
                 "tier": "gold",
@@ -1945,9 +2862,11 @@ class _Builder:
                 "last_booking": "R-48213",
                 "vehicle": "Seat León · 1234 LMN",
             },
+            wa="wa_es",
+            sms="sms_es",
+            visitor=uuid.UUID("3f9a1c22-b710-4c1e-9d3a-5e8f0b2a6c41"),
         )
         self.used_emails.add("marta.jimenez.ruiz@gmail.com")
-        sms, whatsapp = self.channels["sms"], self.channels["whatsapp"]
         day = (self.now - timedelta(days=9)).replace(hour=14, minute=42, second=0, microsecond=0)
 
         def t(minutes: float, days: int = 0) -> datetime:
@@ -1961,13 +2880,12 @@ class _Builder:
             "en el arcén y a salvo. Derivado a Asistencia en carretera."
         )
         call = (
-            "📞 Llamada saliente a +34 611 22 33 44 · 4 min 12 s. Transcripción:\n"
             "Ana: Hola Marta, soy Ana, de Asistencia en carretera. ¿Están todos bien?\n"
             "Marta: Sí, estamos bien, solo un poco asustados. El coche echaba humo.\n"
             "Ana: No lo arranquen más. La grúa sale ahora y un taxi les llevará a Málaga "
             "Aeropuerto, donde tendrán otro coche sin coste.\n"
             "Marta: Perfecto, muchas gracias.\n"
-            "Grúa solicitada, ref. GR-20931; taxi para tres personas."
+            "(Grúa solicitada, ref. GR-20931; taxi para tres personas.)"
         )
         steps = [
             _Step(
@@ -1975,33 +2893,37 @@ class _Builder:
                 "in",
                 "Hola, el coche de alquiler se ha averiado en la autovía. Sale humo del capó y "
                 "no arranca. Reserva R-48213.",
-                channel=sms,
+                key="sms",
             ),
             _Step(
                 t(0.1),
                 "bot",
                 "Siento lo ocurrido, Marta. ¿Están en un lugar seguro? Indíquenos dónde se "
                 "encuentran: carretera y punto kilométrico, o el pueblo más cercano.",
+                value="breakdown",
             ),
             _Step(
                 t(2),
                 "in",
                 "Sí, estamos en el arcén. A-7, km 1036, dirección Málaga, a la altura de Marbella.",
-                channel=sms,
             ),
             _Step(
                 t(2.1),
                 "bot",
                 "Gracias. Le paso con nuestro equipo de Asistencia en carretera, que ya tiene "
                 "todos los datos. No hace falta que los repita.",
+                value="breakdown",
             ),
             _Step(t(2.15), "bot_note", summary),
-            _Step(t(2.2), "team", value=ROADSIDE, actor=BOT, reason="bot_handoff"),
+            _Step(t(2.2), "handoff", value="breakdown", reason="needs_roadside_team"),
+            _Step(t(2.2), "team", value=ROADSIDE, actor=BOT),
             _Step(t(2.2), "priority", value="urgent", actor=BOT),
             _Step(t(2.2), "label", value="avería", actor=BOT),
             _Step(t(2.2), "label", value="vip", actor=BOT),
             _Step(t(3), "assign", agent=ana, actor=ana.actor),
-            _Step(t(10), "note", call, agent=ana, actor=ana.actor),
+            _Step(
+                t(10), "call", call, call=("outbound", "answered", 252), agent=ana, actor=ana.actor
+            ),
             _Step(
                 t(13),
                 "out",
@@ -2017,7 +2939,7 @@ class _Builder:
                 agent=ana,
                 actor=ana.actor,
             ),
-            _Step(t(58), "in", "Ya ha llegado la grúa. ¡Gracias!", channel=sms),
+            _Step(t(58), "in", "Ya ha llegado la grúa. ¡Gracias!"),
             _Step(
                 t(108),
                 "out",
@@ -2026,18 +2948,15 @@ class _Builder:
                 agent=ana,
                 actor=ana.actor,
             ),
-            _Step(t(158), "in", "Ya tenemos el coche nuevo. Muy buena atención.", channel=sms),
+            _Step(t(158), "in", "Ya tenemos el coche nuevo. Muy buena atención."),
             _Step(
                 t(1038),
-                "out",
+                "survey",
                 "Ruta Rent a Car: ¿qué tal le atendimos ayer? Responda con un número del 1 "
                 "(mal) al 5 (excelente).",
-                agent=ana,
-                actor=ana.actor,
             ),
-            _Step(t(1050), "in", "5", channel=sms),
+            _Step(t(1050), "in", "5", score=5),
             _Step(t(1051), "out", "¡Gracias, Marta! Buen viaje.", agent=ana, actor=ana.actor),
-            _Step(t(1052), "label", value="csat-5", agent=ana, actor=ana.actor),
             _Step(t(1052), "status", value="resolved", agent=ana, actor=ana.actor),
             # Six days later, from the same number, on WhatsApp: the same thread reopens.
             _Step(
@@ -2045,7 +2964,7 @@ class _Builder:
                 "in",
                 "Hola, soy Marta (la de la avería en Marbella). Me ha llegado un cargo de 180 € "
                 "por la grúa, ¿es correcto?",
-                channel=whatsapp,
+                key="whatsapp",
             ),
             _Step(t(-95, days=6), "team", value=BILLING, actor=ana.actor),
             _Step(t(-95, days=6), "assign", agent=sofia, actor=ana.actor),
@@ -2071,7 +2990,6 @@ class _Builder:
                 t(-80, days=6),
                 "in",
                 "Genial, gracias por no hacerme explicarlo todo otra vez 🙏",
-                channel=whatsapp,
             ),
             _Step(t(-75, days=6), "status", value="resolved", agent=sofia, actor=sofia.actor),
         ]
@@ -2104,16 +3022,7 @@ class _Builder:
     async def write(self) -> None:
         """Bulk-insert the rows (parents first), then record the events in time order."""
         session = self.session
-        for model in (
-            Company,
-            Contact,
-            ContactIdentity,
-            Deal,
-            Conversation,
-            ConversationLabel,
-            InboundEvent,
-            Message,
-        ):
+        for model in _WRITTEN:
             rows = self.rows[model]
             if rows:
                 await session.execute(insert(model), rows)
