@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hilo import __version__, http
@@ -37,6 +38,10 @@ from hilo.webchat.endpoints import router as webchat_router
 from hilo.webchat.middleware import WebchatMiddleware
 
 log = logging.getLogger("hilo")
+
+
+# SQLSTATEs of text PostgreSQL cannot store (a NUL character, an untranslatable escape).
+UNSTORABLE_TEXT = ("22021", "22P05")
 
 
 def _error(request: Request, status: int, code: str, message: str, **params: Any) -> JSONResponse:
@@ -101,6 +106,14 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         messages = {404: _("Not found."), 405: _("Method not allowed.")}
         message = messages.get(exc.status_code, _("The request could not be processed."))
         return _error(request, exc.status_code, f"http_{exc.status_code}", message)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # PostgreSQL refuses NUL (and untranslatable) characters in text: bad input, a 422.
+        if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
+            log.info("%s %s -> 422 unstorable character", request.method, request.url.path)
+            return _error(request, 422, "invalid_payload", _("The request body is not valid."))
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

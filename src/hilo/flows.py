@@ -469,7 +469,9 @@ async def send_outbound(ctx: JobContext) -> None:
             async with ctx.db.transaction() as session:
                 row = await session.get_one(Message, message_id)
                 row.error = str(exc)[:2000]
-            log.warning("delivery of message %s failed, will retry: %s", message_id, exc)
+            # The provider's words often name the recipient: kept on the message, not logged.
+            log.warning("delivery of message %s failed, will retry", message_id)
+            log.debug("delivery of message %s failed: %s", message_id, exc)
             delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
             raise RetryLater(str(exc), delay=delay) from exc
         async with ctx.db.transaction() as session:

@@ -650,6 +650,22 @@ def test_a_relay_refusal_fails_the_reply_and_a_deferral_is_retried(api: Api, rel
     assert len(relay.to(deferred)) == 1
 
 
+def test_a_subject_with_encoded_line_breaks_is_answered_on_one_line(api: Api, relay: Relay) -> None:
+    channel = create_email_channel(api, relay)
+    customer, address = new_address(), channel["config"]["address"]
+    raw = mail("iso_8859_1_quoted_printable.eml", **{"from": customer, "to": address})
+    # An encoded word may carry CR LF (and U+2028): decoded, they must not end the header.
+    crafted = b"Subject: =?utf-8?q?Pedido=0D=0ABcc:_intruso@example.net=E2=80=A8X-Evil:_1?="
+    raw = raw.replace(b"Subject: =?ISO-8859-1?Q?=BFD=F3nde_est=E1_mi_pedido=3F?=", crafted)
+    deliver(api.server, raw, to=address)
+    first = wait_message(api, customer)
+    sent, got = answered(api, relay, first, "Lo miramos ahora mismo.")
+    assert sent["status"] == "sent"
+    assert got.message["Subject"] == "Re: Pedido Bcc: intruso@example.net X-Evil: 1"
+    assert got.message["Bcc"] is None and got.message["X-Evil"] is None
+    assert got.rcpt_tos == [customer]
+
+
 def test_channel_settings_are_checked_and_passwords_never_shown(api: Api, relay: Relay) -> None:
     def create(config: dict[str, Any]) -> httpx.Response:
         return api.post("/api/v1/channels", json={"type": "email", "name": "x", "config": config})

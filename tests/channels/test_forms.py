@@ -129,6 +129,17 @@ def test_multipart_form_is_read_and_files_are_listed_not_kept(api: Api) -> None:
     ]
 
 
+def test_a_form_post_with_nul_characters_is_stored_without_them(api: Api) -> None:
+    # PostgreSQL refuses NUL in text and JSONB: the post must still be stored, not a 500.
+    channel = create_form(api)
+    fields = {"name": "Ana\x00 Gil", "message": "Hola\x00, ¿abrís?", "modelo": "\x00Ibiza"}
+    contact = contact_with(api, stored(as_script(api, channel, fields)))
+    assert contact["name"] == "Ana Gil"
+    [item] = timeline(api, contact["id"])
+    assert item["text"] == "Hola, ¿abrís?"
+    assert item["data"]["fields"] == {"modelo": "Ibiza"}
+
+
 def test_filled_honeypot_is_answered_as_usual_and_dropped(api: Api) -> None:
     channel = create_form(api, thank_you_url=f"{SITE}/gracias")
     bot = submit(api, channel, {"message": "Buy cheap watches", "_gotcha": "http://spam.example"})

@@ -710,6 +710,52 @@ def test_proof_link_verifies_an_address_nobody_else_has(
     ]
 
 
+def test_proof_link_with_a_forged_far_future_expiry_is_refused_as_invalid(
+    api: Api, visitors: Callable[..., Visitor]
+) -> None:
+    channel = create_webchat(api, email_fallback=False)
+    visitor = visitors(api, channel)
+    visitor.start(email="yo@example.org")
+    assert visitor.visitor_id is not None
+    forged = f"{uuid.UUID(visitor.visitor_id).hex}.99999999999999.{'0' * 64}"
+    response = httpx.get(f"{visitor.base}/confirm/{forged}", headers={"Accept-Language": "en"})
+    assert response.status_code == 422
+    assert "This link is not valid or has expired." in response.text
+
+
+def test_typed_email_with_line_breaks_is_refused(
+    api: Api, visitors: Callable[..., Visitor]
+) -> None:
+    channel = create_webchat(api)
+    visitor = visitors(api, channel)
+    visitor.start()
+    for typed in ("yo@example.org\r\nbcc:otro@example.net", "yo@example.org,otro@example.net"):
+        response = httpx.post(
+            f"{visitor.base}/email", json={"email": typed}, headers=visitor.headers()
+        )
+        assert response.status_code == 422, typed
+        assert response.json()["error"]["code"] == "invalid_email"
+    assert visitor.start(email="yo@example.org\nX: 1").status_code == 422
+
+
+def test_nul_characters_from_a_visitor_are_refused_with_422_not_a_500(
+    api: Api, visitors: Callable[..., Visitor]
+) -> None:
+    # PostgreSQL refuses NUL in text and JSONB; a visitor must not be able to cause a 500.
+    channel = create_webchat(api)
+    visitor = visitors(api, channel)
+    refused = visitor.start(name="Ana\x00")
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "invalid_payload"
+    assert visitor.start(name="Ana").status_code == 200
+    assert visitor.post("hola\x00 mundo").status_code == 422
+    ws, _ready = visitor.open()
+    ws.send(json.dumps({"type": "message", "client_message_id": "nul", "text": "a\x00b"}))
+    error = frame_until(ws, lambda f: f["type"] == "error")
+    assert error["code"] == "invalid_payload" and error["client_message_id"] == "nul"
+    assert visitor.post("hola mundo").status_code == 200
+
+
 # -- who may use the widget, and how much ------------------------------------------------------
 
 

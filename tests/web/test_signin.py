@@ -99,6 +99,17 @@ def test_wrong_password_is_refused_without_saying_which_part_was_wrong(
         assert client.get("/app/inbox").status_code == 303
 
 
+def test_sign_in_with_a_nul_character_is_refused_with_422_not_a_500(
+    api: Api, server: Server
+) -> None:
+    agent = add_user(api)
+    with anonymous(server) as client:
+        response = post_login(client, agent.email + "\x00", agent.password, workspace="a\x00")
+        assert response.status_code == 422
+        assert "The form could not be read." in response.text
+        assert "hilo_session" not in response.headers.get("set-cookie", "")
+
+
 def test_sign_in_form_without_its_csrf_token_is_refused(api: Api, server: Server) -> None:
     agent = add_user(api)
     with anonymous(server) as client:

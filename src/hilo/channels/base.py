@@ -56,6 +56,18 @@ class Sender:
     id_verified: bool = True
 
 
+def storable(value: Any) -> Any:
+    """``value`` with strings every database and JSON column holds: no NUL characters (which
+    PostgreSQL refuses), no lone surrogates."""
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: storable(v) for k, v in value.items()}
+    return value
+
+
 @dataclass
 class InboundItem:
     """One thing a delivery reports.
@@ -99,7 +111,9 @@ class InboundItem:
     thread_refs: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # What a provider sent may hold NUL characters, which PostgreSQL refuses in JSONB.
+        value: dict[str, Any] = storable(asdict(self))
+        return value
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> InboundItem:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -26,6 +27,10 @@ from hilo.models import (
     Workspace,
 )
 
+# Whitespace, controls and the characters that separate or wrap addresses in a header: an
+# address holding one would become a second recipient, a broken header or a failed send.
+_NOT_IN_ADDRESS = re.compile(r"[\s\x00-\x1f\x7f,;<>]")
+
 
 def normalise_phone(raw: str, region: str) -> str | None:
     """A phone number in E.164, reading numbers without ``+`` in the workspace's region.
@@ -49,7 +54,7 @@ def normalise_email(raw: str) -> str | None:
     """An e-mail address trimmed and lower-cased, or None if it is not one."""
     value = raw.strip().lower()
     local, sep, domain = value.rpartition("@")
-    if not sep or not local or "." not in domain or " " in value:
+    if not sep or not local or "." not in domain or _NOT_IN_ADDRESS.search(value):
         return None
     return value
 

@@ -201,7 +201,9 @@ class Worker:
             )
 
     async def _fail(self, row: Job, error: str) -> None:
-        log.warning("job %s %s gave up: %s", row.id, row.name, error)
+        # The reason may quote a provider naming the customer: kept on the job row, not logged.
+        log.warning("job %s %s gave up", row.id, row.name)
+        log.debug("job %s %s gave up: %s", row.id, row.name, error)
         async with self.db.transaction() as session:
             await session.execute(
                 update(Job)

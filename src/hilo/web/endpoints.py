@@ -233,6 +233,9 @@ async def _form(request: Request) -> Form:
             )
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidPayload(_("The form could not be read."), code="invalid_form") from exc
+        # No text field holds a NUL (PostgreSQL refuses it): a 422, not a 500 at the query.
+        if any("\x00" in v for k, vs in form.fields.items() for v in (k, *vs)):
+            raise InvalidPayload(_("The form could not be read."), code="invalid_form")
     request.state.form = form
     return form
 

@@ -468,8 +468,11 @@ async def do_confirm_email(session: AsyncSession, channel_id: uuid.UUID, token: 
         visitor_id, expires = uuid.UUID(hex=visitor_hex), int(stamp)
     except ValueError as exc:
         raise invalid from exc
+    # No genuine link expires later than PROOF_TTL from now (nor fits no datetime).
+    if not now().timestamp() <= expires <= (now() + PROOF_TTL).timestamp():
+        raise invalid
     visitor = await repository.get_visitor(session, channel.workspace_id, channel.id, visitor_id)
-    if visitor is None or not visitor.email or now().timestamp() > expires:
+    if visitor is None or not visitor.email:
         raise invalid
     expected = proof_token(channel.id, visitor, expires=datetime.fromtimestamp(expires, UTC))
     if not constant_time_equal(expected, token):

@@ -536,7 +536,8 @@ def compose(mail: Outgoing) -> EmailMessage:
     message = EmailMessage()
     message["From"] = formataddr((mail.from_name, mail.from_address))
     message["To"] = mail.to
-    message["Subject"] = mail.subject
+    # A customer's subject may decode to line breaks (CR LF, U+2028…): a header is one line.
+    message["Subject"] = " ".join(mail.subject.splitlines())
     message["Date"] = format_datetime(mail.date.astimezone(UTC))
     message["Message-ID"] = f"<{mail.message_id}>"
     if mail.in_reply_to:
