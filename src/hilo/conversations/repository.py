@@ -79,6 +79,25 @@ async def last_inbound(
     return (await session.scalars(query)).first()
 
 
+async def inbound_neighbours(
+    session: AsyncSession, workspace_id: uuid.UUID, *, conversation_id: uuid.UUID, at: datetime
+) -> tuple[Message | None, Message | None]:
+    """The customer's messages of the conversation just before and just after ``at``."""
+    base = scoped(Message, workspace_id).where(
+        Message.conversation_id == conversation_id,
+        Message.kind == "inbound",
+        Message.channel_id.is_not(None),
+    )
+    before = base.where(Message.created_at <= at).order_by(
+        Message.created_at.desc(), Message.id.desc()
+    )
+    after = base.where(Message.created_at > at).order_by(Message.created_at, Message.id)
+    return (
+        (await session.scalars(before.limit(1))).first(),
+        (await session.scalars(after.limit(1))).first(),
+    )
+
+
 async def inbound_channels(
     session: AsyncSession, workspace_id: uuid.UUID, *, conversation_id: uuid.UUID
 ) -> list[uuid.UUID]:

@@ -88,19 +88,53 @@ async def continue_for_inbound(
             conversation_id=conversation.id,
             contact_id=contact.id,
         )
-    elif conversation.last_channel_id not in (None, channel_id):
-        events.record(
-            session,
-            "conversation.channel_switched",
-            workspace_id=workspace.id,
-            actor=Actor.contact(contact.id),
-            channel_id=channel_id,
-            conversation_id=conversation.id,
-            contact_id=contact.id,
-            data={"from_channel_id": str(conversation.last_channel_id)},
-        )
-    conversation.last_channel_id = channel_id
+    else:
+        await _record_switch(session, conversation, contact, channel_id=channel_id, at=at)
     return conversation
+
+
+async def _record_switch(
+    session: AsyncSession,
+    conversation: Conversation,
+    contact: Contact,
+    *,
+    channel_id: uuid.UUID,
+    at: datetime,
+) -> None:
+    """Record the customer changing channel, in the order they wrote, not the order their
+    messages were processed: two deliveries may be processed the other way round."""
+    before, after = await repository.inbound_neighbours(
+        session, conversation.workspace_id, conversation_id=conversation.id, at=at
+    )
+    if after is None:
+        previous = before.channel_id if before is not None else conversation.last_channel_id
+        if previous is not None and previous != channel_id:
+            _switched(session, conversation, contact, from_id=previous, to_id=channel_id)
+        conversation.last_channel_id = channel_id
+    elif before is None and after.channel_id is not None and after.channel_id != channel_id:
+        # An earlier message processed late, the customer's first here: the switch was from
+        # its channel to the one they wrote on next. Where they write now does not change.
+        _switched(session, conversation, contact, from_id=channel_id, to_id=after.channel_id)
+
+
+def _switched(
+    session: AsyncSession,
+    conversation: Conversation,
+    contact: Contact,
+    *,
+    from_id: uuid.UUID,
+    to_id: uuid.UUID,
+) -> None:
+    events.record(
+        session,
+        "conversation.channel_switched",
+        workspace_id=conversation.workspace_id,
+        actor=Actor.contact(contact.id),
+        channel_id=to_id,
+        conversation_id=conversation.id,
+        contact_id=contact.id,
+        data={"from_channel_id": str(from_id)},
+    )
 
 
 async def thread_of(
