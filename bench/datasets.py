@@ -131,6 +131,12 @@ class Dataset:
         )
         return _with_database(self.pg_url, name)
 
+    def drop(self) -> None:
+        """Remove the kept data set itself (and its key)."""
+        if self.backend == "postgres":
+            pg_run(self.pg_url, f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
+        shutil.rmtree(self.home, ignore_errors=True)
+
     def drop_working_copy(self, url: str) -> None:
         """Remove a run's copy."""
         if self.backend == "sqlite":

@@ -248,6 +248,8 @@ def _growth_tables(document: dict[str, Any]) -> list[str]:
             + ("; ".join(scans) or "none")
             + ". Server peak RSS (MB): "
             + ", ".join(f"{s} {points[s]['server_peak_rss_mb']:g}" for s in sizes)
+            + ". Server CPU per API request (ms): "
+            + ", ".join(f"{s} {points[s].get('server_cpu_ms_per_request', 0):g}" for s in sizes)
             + ".",
             "",
         ]

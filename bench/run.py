@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -270,6 +271,8 @@ class BackendRun:
             server.stop()
             if not options.keep:
                 self.dataset.drop_working_copy(url)
+                # Plans, outputs and the server's log; kept with --keep for a closer look.
+                shutil.rmtree(self.work, ignore_errors=True)
         return result
 
     # -- ingest -------------------------------------------------------------------------------
@@ -490,7 +493,10 @@ class BackendRun:
             plan: list[Read] = reads.plan_reads(probes)
             sql_plan = reads.capture_sql(url, token, plan)
             server.reset_rss()
+            assert server.proc is not None
+            cpu_before = cpu_seconds(server.proc.pid)
             api = self.read_api(server, token, plan)
+            cpu = cpu_seconds(server.proc.pid) - cpu_before
             rss = server.peak_rss()
             base = self.read_database(url, sql_plan)
             plans = reads.explain(url, sql_plan)
@@ -498,12 +504,20 @@ class BackendRun:
             server.stop()
             if not options.keep:
                 self.dataset.drop_working_copy(url)
+                # Plans, outputs and the server's log; kept with --keep for a closer look.
+                shutil.rmtree(self.work, ignore_errors=True)
         return {
             "dataset": dataset,
             **self.compare(api, base),
             "server_peak_rss_mb": round(rss, 1),
+            # Every HTTP request of the reads (a 500-message conversation is three).
+            "server_cpu_ms_per_request": round(1000 * cpu / max(_requests(api), 1), 2),
             "plans": plans,
         }
+
+
+def _requests(result: dict[str, Any]) -> int:
+    return sum(int(pages) for _label, _seconds, _status, pages in result["reads"])
 
 
 def _ratio(a: float, b: float) -> float | None:

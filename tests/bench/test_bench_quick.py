@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from bench.datagen import generate
+from bench.datasets import Dataset
 from bench.reads import READS
 from bench.run import Options, run_all
 from bench.sizes import Size, parse_size
@@ -46,7 +47,12 @@ def options(backend: str, tmp_path: Path) -> Options:
 def test_quick_benchmark_loses_and_duplicates_no_message(backend: str, tmp_path: Path) -> None:
     if backend == "postgres":
         require_postgres()
-    document = run_all(options(backend, tmp_path), "test", log=lambda _line: None)
+    chosen = options(backend, tmp_path)
+    kept = Dataset(backend, chosen.size, chosen.seed, chosen.data_dir, chosen.pg_url)
+    try:
+        document = run_all(chosen, "test", log=lambda _line: None)
+    finally:
+        kept.drop()
     result = document["backends"][backend]
     verification = result["verification"]
     ingest = result["ingest"]
