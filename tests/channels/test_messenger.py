@@ -39,7 +39,8 @@ from hilo.channels.base import (
 from hilo.channels.messenger import MessengerChannel
 from hilo.channels.meta_messaging import answer_hub_challenge, verify_hub_signature
 from hilo.errors import Forbidden, InvalidPayload, InvalidSignature
-from tests.conftest import Api, Server, wait_for
+from tests.conftest import Api, wait_for
+from tests.helpers import find_message, inbound_events, landed, processed, timeline
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FIXTURE_PAGE_ID = "1234567890"
@@ -135,61 +136,6 @@ def create_messenger(api: Api, *, api_base_url: str | None = None) -> MetaChanne
     channel = response.json()
     assert channel["provider"] == "meta"
     return MetaChannel(api, channel, page_id, FIXTURE_PAGE_ID, app_secret, token)
-
-
-def timeline(api: Api, contact_id: str) -> list[dict[str, Any]]:
-    response = api.get(f"/api/v1/contacts/{contact_id}/timeline")
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["items"]
-    return items
-
-
-def find_message(api: Api, mid: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The contact and timeline item of the customer's message ``mid``, once processed."""
-    for contact in api.get("/api/v1/contacts").json()["items"]:
-        for item in timeline(api, contact["id"]):
-            if item["provider_message_id"] == mid:
-                return contact, item
-    return None
-
-
-def landed(api: Api, mid: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    found: tuple[dict[str, Any], dict[str, Any]] = wait_for(
-        lambda: find_message(api, mid), message=f"message {mid} in a timeline"
-    )
-    return found
-
-
-def inbound_events(server: Server, channel_id: str) -> list[dict[str, Any]]:
-    """The channel's stored deliveries, straight from the database."""
-    from sqlalchemy import select
-
-    from hilo.db import Database
-    from hilo.models import InboundEvent
-
-    async def go() -> list[dict[str, Any]]:
-        db = Database(server.db_url, pool_size=1)
-        try:
-            async with db.transaction() as session:
-                rows = await session.scalars(
-                    select(InboundEvent).where(InboundEvent.channel_id == uuid.UUID(channel_id))
-                )
-                return [
-                    {"provider_event_id": r.provider_event_id, "status": r.status, "item": r.item}
-                    for r in rows
-                ]
-        finally:
-            await db.dispose()
-
-    result: list[dict[str, Any]] = asyncio.run(go())
-    return result
-
-
-def processed(server: Server, channel_id: str, provider_event_id: str) -> dict[str, Any] | None:
-    for row in inbound_events(server, channel_id):
-        if row["provider_event_id"] == provider_event_id and row["status"] != "pending":
-            return row
-    return None
 
 
 def wait_processed(channel: MetaChannel, provider_event_id: str) -> dict[str, Any]:

@@ -34,7 +34,19 @@ from hilo.channels.base import (
 from hilo.channels.whatsapp import WhatsAppChannel, sign
 from hilo.errors import InvalidPayload, InvalidSignature
 from tests.conftest import Api, Server, create_workspace_token, wait_for
-from tests.helpers import Answer, Call, LocalApi, deliver, json_answer, post_api_message
+from tests.helpers import (
+    Answer,
+    Call,
+    LocalApi,
+    deliver,
+    find_message,
+    inbound_events,
+    json_answer,
+    landed,
+    post_api_message,
+    processed,
+    timeline,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "whatsapp"
 FIXTURE_PHONE_NUMBER_ID = "1122334455667"
@@ -233,61 +245,6 @@ def create_whatsapp(
     channel = response.json()
     assert channel["provider"] == "meta"
     return WhatsApp(api, channel, phone_number_id, app_secret, access_token)
-
-
-def timeline(api: Api, contact_id: str) -> list[dict[str, Any]]:
-    response = api.get(f"/api/v1/contacts/{contact_id}/timeline")
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["items"]
-    return items
-
-
-def find_message(api: Api, provider_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The contact and timeline item of the customer's message, once processed."""
-    for contact in api.get("/api/v1/contacts").json()["items"]:
-        for item in timeline(api, contact["id"]):
-            if item["provider_message_id"] == provider_id:
-                return contact, item
-    return None
-
-
-def landed(api: Api, provider_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    found: tuple[dict[str, Any], dict[str, Any]] = wait_for(
-        lambda: find_message(api, provider_id), message=f"message {provider_id} in a timeline"
-    )
-    return found
-
-
-def inbound_events(server: Server, channel_id: str) -> list[dict[str, Any]]:
-    """The channel's stored deliveries, straight from the database."""
-    from sqlalchemy import select
-
-    from hilo.db import Database
-    from hilo.models import InboundEvent
-
-    async def go() -> list[dict[str, Any]]:
-        db = Database(server.db_url, pool_size=1)
-        try:
-            async with db.transaction() as session:
-                rows = await session.scalars(
-                    select(InboundEvent).where(InboundEvent.channel_id == uuid.UUID(channel_id))
-                )
-                return [
-                    {"provider_event_id": r.provider_event_id, "status": r.status, "item": r.item}
-                    for r in rows
-                ]
-        finally:
-            await db.dispose()
-
-    result: list[dict[str, Any]] = asyncio.run(go())
-    return result
-
-
-def processed(server: Server, channel_id: str, provider_event_id: str) -> dict[str, Any] | None:
-    for row in inbound_events(server, channel_id):
-        if row["provider_event_id"] == provider_event_id and row["status"] != "pending":
-            return row
-    return None
 
 
 def attachments_settled(api: Api, provider_id: str) -> list[dict[str, Any]]:
