@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hilo import __version__, http
+from hilo import __version__, flows, http
 from hilo.attachments.endpoints import links as attachment_links_router
 from hilo.attachments.endpoints import router as attachments_router
 from hilo.auth.endpoints import router as auth_router
@@ -24,7 +24,7 @@ from hilo.channels.endpoints import webhooks as webhooks_router
 from hilo.contacts.endpoints import router as contacts_router
 from hilo.conversations.endpoints import router as conversations_router
 from hilo.crm.endpoints import router as crm_router
-from hilo.db import Database
+from hilo.db import Database, GroupCommit
 from hilo.errors import HiloError
 from hilo.forms.endpoints import router as forms_router
 from hilo.i18n import _, negotiate, translate
@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Webhook deliveries arriving together share one commit (see flows.receive_webhook).
+        app.state.deliveries = GroupCommit(database, flows.store_deliveries)
         broker = Broker(database, settings)
         app.state.broker = broker
         await broker.start()

@@ -19,14 +19,27 @@ def get_db(request: Request) -> Database:
     return db
 
 
+# Requests that only read: on SQLite they neither wait for the writer nor hold it up.
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     # The request owns the transaction: it commits after the endpoint returns and before
     # the response is sent (scope="function"), so a 2xx means the data is stored.
+    db = get_db(request)
+    opened = db.read() if request.method in READ_METHODS else db.transaction()
+    async with opened as session:
+        yield session
+
+
+async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with get_db(request).transaction() as session:
         yield session
 
 
 Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+# For the few GETs that change something (a link followed from an e-mail).
+WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
 
 
 async def _principal(request: Request, session: Session) -> Principal:

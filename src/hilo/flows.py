@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import events, http
@@ -31,7 +34,6 @@ from hilo.channels import service as channels
 from hilo.channels.base import (
     AnswersKeywords,
     ChannelAdapter,
-    ChannelContext,
     EmbedsFiles,
     InboundItem,
     IngestResult,
@@ -47,53 +49,79 @@ from hilo.contacts import repository as contact_repository
 from hilo.contacts import service as contacts
 from hilo.conversations import repository as conversation_repository
 from hilo.conversations import service as conversations
+from hilo.db import Database, GroupCommit, keep
 from hilo.errors import NotFound
 from hilo.events import Actor
 from hilo.i18n import _, translate
 from hilo.ids import new_id
-from hilo.jobs.registry import RetryLater, job
+from hilo.jobs.registry import RetryLater, batch_handler, job
 from hilo.jobs.service import enqueue
-from hilo.jobs.worker import JobContext
+from hilo.jobs.worker import JobContext, finish_all
 from hilo.models import Channel, Contact, Conversation, InboundEvent, Message, Workspace
 from hilo.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
+# What a webhook hands to the group commit: each item with its channel and its request.
+Delivery = tuple[Channel, InboundItem, RawRequest]
+
+
 async def receive_webhook(
+    db: Database,
+    store: GroupCommit[Delivery, IngestResult],
+    *,
+    channel_type: str,
+    channel_id: uuid.UUID,
+    request: RawRequest,
+) -> tuple[int, Any]:
+    """Verify, store once, and say what the provider should be answered.
+
+    Deliveries arriving together are committed together (``store``); each is answered only
+    once the commit that holds it is done.
+    """
+    adapter, deliveries = await _verified(db, channel_type, channel_id, request)
+    return adapter.acknowledge(await store.submit(deliveries))
+
+
+async def receive_in(
     session: AsyncSession, *, channel_type: str, channel_id: uuid.UUID, request: RawRequest
 ) -> tuple[int, Any]:
-    """Verify, store once, and say what the provider should be answered."""
+    """:func:`receive_webhook` inside the caller's transaction (a body Hilo built and signed
+    itself: a web-chat visitor's message, a form post)."""
+    adapter, deliveries = await _verified(
+        session.info["hilo_db"], channel_type, channel_id, request
+    )
+    return adapter.acknowledge(await store_deliveries(session, deliveries))
+
+
+async def _verified(
+    db: Database, channel_type: str, channel_id: uuid.UUID, request: RawRequest
+) -> tuple[ChannelAdapter, list[Delivery]]:
     adapter = get_adapter(channel_type)
-    channel = await channel_repository.get_for_webhook(session, channel_id)
-    if channel is None or channel.type != channel_type or not channel.active:
+    found = await channels.for_webhook(db, channel_id)
+    if found is None or found[0].type != channel_type or not found[0].active:
         raise NotFound(_("Unknown channel."), code="unknown_channel")
-    context = channels.context(channel)
+    channel, context = found
     adapter.verify(request, context)
-    return adapter.acknowledge(await _ingest(session, adapter, channel, context, request))
+    items = adapter.parse_inbound(request, context)
+    routed = await channels.route(db, adapter, channel, items, request)
+    return adapter, [(target, item, request) for target, item in routed]
 
 
 async def receive_raw(
     session: AsyncSession, *, channel: Channel, request: RawRequest
 ) -> list[IngestResult]:
-    """Store once a delivery Hilo read itself (its SMTP listener, an IMAP mailbox).
+    """Store once a delivery Hilo read itself (its SMTP listener, an IMAP mailbox), in the
+    caller's transaction.
 
     Nobody posted it, so there is no signature to check; the rest is the webhook's path.
     """
     adapter = get_adapter(channel.type)
-    return await _ingest(session, adapter, channel, channels.context(channel), request)
-
-
-async def _ingest(
-    session: AsyncSession,
-    adapter: ChannelAdapter,
-    channel: Channel,
-    context: ChannelContext,
-    request: RawRequest,
-) -> list[IngestResult]:
-    items = adapter.parse_inbound(request, context)
-    routed = await channels.route(session, adapter, channel, items, request)
-    return [await _store_once(session, target, item, request) for target, item in routed]
+    items = adapter.parse_inbound(request, channels.context(channel))
+    db: Database = session.info["hilo_db"]
+    routed = await channels.route(db, adapter, channel, items, request)
+    return await store_deliveries(session, [(target, item, request) for target, item in routed])
 
 
 async def answer_handshake(
@@ -107,45 +135,64 @@ async def answer_handshake(
     return adapter.handshake(request, channels.context(channel))
 
 
-async def _store_once(
-    session: AsyncSession, channel: Channel, item: InboundItem, request: RawRequest
-) -> IngestResult:
-    event_id, message_id = new_id(), new_id()
-    inserted = await channel_repository.insert_inbound_once(
-        session,
+async def store_deliveries(
+    session: AsyncSession, deliveries: Sequence[Delivery]
+) -> list[IngestResult]:
+    """Store each item once per (channel, provider id), with an ``inbound.process`` job; a
+    redelivery is answered with the message id the first delivery was given."""
+    if not deliveries:  # a delivery with nothing to keep (a filled honeypot, a ping)
+        return []
+    rows: list[dict[str, Any]] = [
         {
-            "id": event_id,
+            "id": new_id(),
             "workspace_id": channel.workspace_id,
             "channel_id": channel.id,
             "provider_event_id": item.provider_event_id,
-            "message_id": message_id,
+            "message_id": new_id(),
             "raw_body": request.body,
             "item": item.to_json(),
             "status": "pending",
             "received_at": request.received_at,
-        },
-    )
-    if inserted:
-        enqueue(
-            session,
-            "inbound.process",
-            {"inbound_event_id": str(event_id)},
-            workspace_id=channel.workspace_id,
+        }
+        for channel, item, request in deliveries
+    ]
+    inserted = await channel_repository.insert_inbound_many(session, rows)
+    repeated = [
+        (row["channel_id"], row["provider_event_id"]) for row in rows if row["id"] not in inserted
+    ]
+    earlier = await channel_repository.message_ids_of(session, repeated) if repeated else {}
+    results: list[IngestResult] = []
+    for row, (channel, item, _request) in zip(rows, deliveries, strict=True):
+        if row["id"] in inserted:
+            enqueue(
+                session,
+                "inbound.process",
+                {"inbound_event_id": str(row["id"])},
+                workspace_id=channel.workspace_id,
+            )
+            message_id = row["message_id"]
+        else:
+            log.info("duplicate delivery on channel %s ignored", channel.id)
+            message_id = earlier[(channel.id, item.provider_event_id)]
+        results.append(
+            IngestResult(
+                item.provider_event_id,
+                message_id,
+                duplicate=row["id"] not in inserted,
+                answer=item.answer,
+            )
         )
-        return IngestResult(item.provider_event_id, message_id, duplicate=False, answer=item.answer)
-    existing = await channel_repository.existing_inbound(
-        session, channel.id, item.provider_event_id
-    )
-    log.info("duplicate delivery on channel %s ignored", channel.id)
-    return IngestResult(
-        item.provider_event_id, existing.message_id, duplicate=True, answer=item.answer
-    )
+    return results
 
 
-@job("inbound.process")
+# Sized so that on SQLite a batch holds the one write lock for tens of milliseconds.
+INBOUND_BATCH = 20
+
+
+@job("inbound.process", batch=INBOUND_BATCH)
 async def process_inbound(ctx: JobContext) -> None:
     """Turn a stored delivery into a message in the customer's one conversation."""
-    async with ctx.db.transaction() as session:
+    async with ctx.transaction() as session:
         inbound = await session.get(InboundEvent, uuid.UUID(ctx.payload["inbound_event_id"]))
         if inbound is not None and inbound.status == "pending":
             item = InboundItem.from_json(inbound.item)
@@ -183,6 +230,237 @@ async def process_inbound(ctx: JobContext) -> None:
                 inbound.status = "unsupported"
             inbound.processed_at = now()
         await ctx.finish(session)
+
+
+@batch_handler("inbound.process")
+async def process_inbound_batch(session: AsyncSession, batch: list[JobContext]) -> None:
+    """A batch of deliveries in one transaction, with a few queries for all of them.
+
+    A customer's text, from a known sender or a new one, into their open, resolved or new
+    conversation, is decided for the whole batch at once (:class:`_Batch`), by the rules of
+    ``contacts.resolve_sender`` and ``conversations.continue_for_inbound`` and with their
+    functions. Anything else (a claim that needs a merge suggestion, files, a thread named,
+    a keyword, receipts, calls, an earlier message arriving after a later one) takes
+    :func:`process_inbound`, one by one, in the same transaction, after the rest.
+    """
+    plan = _Batch(session, batch, await _load_batch(session, batch))
+    await plan.run()
+    await finish_all(session, plan.done)
+    log.debug("inbound batch: %d at once, %d one by one", len(plan.done), len(plan.slow))
+    for ctx in plan.slow:
+        await process_inbound(ctx)
+
+
+async def _load_batch(
+    session: AsyncSession, batch: list[JobContext]
+) -> dict[uuid.UUID, InboundEvent]:
+    """The batch's deliveries, their channels and workspaces, in three queries, kept for the
+    batch so that no job looks them up again."""
+    ids = [uuid.UUID(ctx.payload["inbound_event_id"]) for ctx in batch]
+    rows = list(await session.scalars(select(InboundEvent).where(InboundEvent.id.in_(ids))))
+    channel_ids = {row.channel_id for row in rows}
+    workspace_ids = {row.workspace_id for row in rows}
+    keep(session, *rows)
+    keep(session, *await session.scalars(select(Channel).where(Channel.id.in_(channel_ids))))
+    keep(session, *await session.scalars(select(Workspace).where(Workspace.id.in_(workspace_ids))))
+    return {row.id: row for row in rows}
+
+
+@dataclass
+class _Text:
+    """A plain text of a batch: the job, its delivery, and the identities its sender claims."""
+
+    ctx: JobContext
+    inbound: InboundEvent
+    item: InboundItem
+    channel: Channel
+    claims: list[contacts.Claim]
+
+    @property
+    def keys(self) -> list[tuple[str, str, str]]:
+        return [(c.kind, c.scope, c.value) for c in self.claims]
+
+
+class _Batch:
+    """Decides and records a batch's plain texts; the rest is left in ``slow``."""
+
+    def __init__(
+        self, session: AsyncSession, batch: list[JobContext], rows: dict[uuid.UUID, InboundEvent]
+    ) -> None:
+        self.session = session
+        self.batch = batch
+        self.rows = rows
+        self.done: list[JobContext] = []
+        self.slow: list[JobContext] = []
+
+    async def run(self) -> None:
+        texts: dict[uuid.UUID, list[_Text]] = {}
+        for ctx in self.batch:
+            text = await self._plain_text(ctx)
+            if text is None:
+                self.slow.append(ctx)
+            else:
+                texts.setdefault(text.inbound.workspace_id, []).append(text)
+        for workspace_id, entries in texts.items():
+            await self._workspace(await self.session.get_one(Workspace, workspace_id), entries)
+        self.slow.sort(key=self.batch.index)  # in the order they were queued
+
+    async def _plain_text(self, ctx: JobContext) -> _Text | None:
+        """The delivery, if it is a sender's text and nothing more: no files, no thread
+        named, no keyword."""
+        inbound = self.rows.get(uuid.UUID(ctx.payload["inbound_event_id"]))
+        if inbound is None or inbound.status != "pending":
+            return None
+        item = InboundItem.from_json(inbound.item)
+        if item.kind != "message" or item.sender is None:
+            return None
+        if item.attachments or item.thread_conversation_id or item.thread_refs:
+            return None
+        channel = await self.session.get_one(Channel, inbound.channel_id)
+        adapter = get_adapter(channel.type)
+        handled = adapter.provider_keywords if isinstance(adapter, AnswersKeywords) else {}
+        if adapter.supports_opt_out and consent.keyword_choice(item.text, handled):
+            return None
+        workspace = await self.session.get_one(Workspace, inbound.workspace_id)
+        own, others = _claims(channel, workspace, item.sender)
+        return _Text(ctx, inbound, item, channel, [own, *others])
+
+    async def _workspace(self, workspace: Workspace, entries: list[_Text]) -> None:
+        session = self.session
+        window = timedelta(days=workspace.reopen_window_days or get_settings().reopen_window_days)
+        known = {
+            (i.kind, i.scope, i.value): i
+            for i in await contact_repository.identities_matching(
+                session, workspace.id, [key for text in entries for key in text.keys]
+            )
+        }
+        people: dict[uuid.UUID, Contact] = {}
+        unresolved: dict[uuid.UUID, Conversation] = {}
+        resolved: dict[uuid.UUID, Conversation] = {}
+        latest: dict[uuid.UUID, tuple[datetime, uuid.UUID]] = {}
+        if known:
+            is_sqlite = session.info["hilo_db"].is_sqlite
+            locked = await contact_repository.lock_many(
+                session, workspace.id, [i.contact_id for i in known.values()], is_sqlite=is_sqlite
+            )
+            people = {c.id: c for c in locked}
+            live = [c.id for c in locked if c.merged_into_id is None]
+            earliest = min(text.inbound.received_at for text in entries) - window
+            if live:
+                unresolved = await conversation_repository.latest_unresolved_of(
+                    session, workspace.id, live
+                )
+                resolved = await conversation_repository.latest_resolved_of(
+                    session, workspace.id, live, earliest
+                )
+            ids = [c.id for c in (*unresolved.values(), *resolved.values())]
+            if ids:
+                latest = await conversation_repository.latest_inbound_of(session, workspace.id, ids)
+        # What this batch chose for each contact, and what it had to leave to the slow path.
+        current: dict[uuid.UUID, Conversation] = {}
+        left_keys: set[tuple[str, str, str]] = set()
+        left_contacts: set[uuid.UUID] = set()
+        ordered = sorted(entries, key=lambda t: (t.inbound.received_at, str(t.inbound.id)))
+        for text in ordered:
+            at = text.inbound.received_at
+            found = [known.get(key) for key in text.keys]
+            holders = {f.contact_id for f in found if f is not None}
+            owner = found[0].contact_id if found[0] is not None else None
+            if owner is None:
+                owner = next(
+                    (
+                        f.contact_id
+                        for c, f in zip(text.claims[1:], found[1:], strict=True)
+                        if f is not None and c.verified and f.verified
+                    ),
+                    None,
+                )
+            contact = people.get(owner) if owner is not None else None
+            conversation: Conversation | None = None
+            if contact is not None:
+                conversation = current.get(contact.id) or unresolved.get(contact.id)
+                old = resolved.get(contact.id)
+                if conversation is None and old is not None and old.resolved_at is not None:
+                    conversation = old if old.resolved_at >= at - window else None
+            before = latest.get(conversation.id) if conversation is not None else None
+            if (
+                left_keys.intersection(text.keys)
+                or left_contacts.intersection(holders)
+                # A claim held by someone else: a merge suggestion (or an unverified match).
+                or (holders and holders != {owner})
+                or (owner is not None and (contact is None or contact.merged_into_id))
+                # A later message of the conversation is in: placing this one takes care.
+                or (before is not None and before[0] > at)
+            ):
+                left_keys.update(text.keys)
+                left_contacts.update(holders)
+                self.slow.append(text.ctx)
+                continue
+            contact, conversation = self._record(text, contact, conversation, before, known)
+            people[contact.id] = contact
+            current[contact.id] = conversation
+            latest[conversation.id] = (at, text.channel.id)
+            self.done.append(text.ctx)
+
+    def _record(
+        self,
+        text: _Text,
+        contact: Contact | None,
+        conversation: Conversation | None,
+        before: tuple[datetime, uuid.UUID] | None,
+        known: dict[tuple[str, str, str], Any],
+    ) -> tuple[Contact, Conversation]:
+        """What ``_deliver_message`` records for a plain text, decided above."""
+        session, inbound, item, channel = self.session, text.inbound, text.item, text.channel
+        assert item.sender is not None
+        if contact is None:
+            contact = contacts.new_contact(
+                session,
+                workspace_id=inbound.workspace_id,
+                name=item.sender.name,
+                channel_id=channel.id,
+            )
+        elif item.sender.name and not contact.name:
+            contact.name = item.sender.name
+        for claim, key in zip(text.claims, text.keys, strict=True):
+            found = known.get(key)
+            if found is None:
+                known[key] = contacts.add_identity(session, contact, claim, channel_id=channel.id)
+            elif claim.verified and not found.verified:
+                found.verified = True
+        at = inbound.received_at
+        if conversation is None:
+            conversation = conversations.new_for_inbound(
+                session, contact, channel_id=channel.id, at=at
+            )
+        else:
+            conversations.reopen_for_inbound(session, conversation)
+            conversations.note_latest_channel(
+                session,
+                conversation,
+                contact,
+                channel_id=channel.id,
+                before=before[1] if before is not None else None,
+            )
+        message = conversations.do_append_inbound(
+            session,
+            conversation=conversation,
+            contact=contact,
+            message_id=inbound.message_id,
+            channel_id=channel.id,
+            channel_type=channel.type,
+            provider_message_id=item.provider_event_id,
+            text=item.text,
+            attachments=item.attachments,
+            data=item.data,
+            sent_at=datetime.fromisoformat(item.sent_at) if item.sent_at else None,
+            at=at,
+            inbound_event_id=inbound.id,
+        )
+        attachment_tasks.enqueue_if_pending(session, message)
+        inbound.status = "processed"
+        inbound.processed_at = now()
+        return contact, conversation
 
 
 STATUS_ATTEMPTS = 5

@@ -33,6 +33,7 @@ class Runtime:
         self.worker = Worker(
             db,
             concurrency=settings.worker_concurrency,
+            batch=settings.worker_batch,
             lease_seconds=settings.job_lease_seconds,
         )
         self.sealer: Sealer | None = None

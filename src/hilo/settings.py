@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # Run the durable-job workers inside the API process (the embedded default).
     run_workers: bool = True
     worker_concurrency: int = 4
+    # At most this many jobs of a batchable kind (inbound deliveries) in one transaction; 1:
+    # every job alone. On SQLite a batch holds the one write lock while it runs.
+    worker_batch: int = 20
     # How long a worker holds a job before another may take it (a crashed worker's jobs).
     job_lease_seconds: float = 30.0
     reopen_window_days: int = 7

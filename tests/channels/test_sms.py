@@ -806,3 +806,31 @@ def test_sms_start_word_opts_back_in(api: Api, twilio_api: FakeTwilio, word: str
     again = reply_and_wait_sent(sms, conversation_id, "Bienvenido de nuevo")
     assert again["status"] == "sent"
     assert twilio_api.requests[2]["form"]["Body"] == ["Bienvenido de nuevo"]
+
+
+def test_a_burst_of_texts_lands_each_once_in_order_beside_an_early_receipt(api: Api) -> None:
+    """The worker takes queued deliveries in batches: they land as if taken one by one.
+
+    Four customers text in quick turns, and a receipt for a reply Hilo has no record of (it
+    will wait and retry) arrives among them: every text lands once, each customer is one
+    contact with one conversation, and their texts read in the order they were sent.
+    """
+    sms = create_sms(api)
+    phones = [new_phone() for _ in range(4)]
+    sent = [sms.inbound(phones[i % 4], f"Mensaje {i} {uuid.uuid4().hex[:6]}") for i in range(40)]
+    early = sms.status(new_sid(), "delivered")
+    for params in [*sent[:20], early, *sent[20:]]:
+        assert twiml_ok(sms.post(params))
+    contacts = {landed(api, params["MessageSid"])[0]["id"] for params in sent}
+    assert len(contacts) == 4
+    by_phone: dict[str, list[str]] = {}
+    for contact_id in contacts:
+        items = timeline(api, contact_id)
+        assert len({item["conversation_id"] for item in items}) == 1
+        phone = api.get(f"/api/v1/contacts/{contact_id}").json()["identities"][0]["value"]
+        by_phone[phone] = [item["text"] for item in items]
+    for phone in phones:
+        assert by_phone[phone] == [p["Body"] for p in sent if p["From"] == phone]
+    assert (
+        len([r for r in inbound_events(api.server, sms.id) if r["item"]["kind"] == "message"]) == 40
+    )

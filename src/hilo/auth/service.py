@@ -10,12 +10,13 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import events
 from hilo.clock import now
 from hilo.crypto import hash_token
+from hilo.db import writable
 from hilo.errors import Conflict, InvalidPayload, Unauthorized
 from hilo.events import Actor
 from hilo.i18n import LOCALES, _
@@ -112,14 +113,17 @@ async def authenticate_token(session: AsyncSession, token: str) -> Principal:
         raise Unauthorized(_("The API token is not valid."), code="invalid_token")
     moment = now()
     if row.last_used_at is None or moment - row.last_used_at > TOKEN_USE_EVENT_EVERY:
-        row.last_used_at = moment
-        events.record(
-            session,
-            "auth.token_used",
-            workspace_id=row.workspace_id,
-            actor=Actor("token", str(row.id)),
-            data={"prefix": row.prefix},
-        )
+        async with writable(session) as writer:
+            await writer.execute(
+                update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=moment)
+            )
+            events.record(
+                writer,
+                "auth.token_used",
+                workspace_id=row.workspace_id,
+                actor=Actor("token", str(row.id)),
+                data={"prefix": row.prefix},
+            )
     return Principal(row.workspace_id, row.role, row.id, row.user_id)
 
 

@@ -22,7 +22,7 @@ from hilo.channels.schemas import (
     TemplateOut,
 )
 from hilo.clock import now
-from hilo.deps import CurrentPrincipal, Session
+from hilo.deps import CurrentPrincipal, Session, get_db
 from hilo.errors import Forbidden, PayloadTooLarge
 from hilo.settings import get_settings
 
@@ -128,14 +128,16 @@ async def handshake(
 
 
 @webhooks.post("/{channel_type}/{channel_id}")
-async def receive(
-    channel_type: str, channel_id: uuid.UUID, request: Request, session: Session
-) -> Any:
+async def receive(channel_type: str, channel_id: uuid.UUID, request: Request) -> Any:
     """A provider's delivery: verified, stored once, then acknowledged."""
     body = await read_body(request)
     raw = raw_request(request, body)
     status, payload = await flows.receive_webhook(
-        session, channel_type=channel_type, channel_id=channel_id, request=raw
+        get_db(request),
+        request.app.state.deliveries,
+        channel_type=channel_type,
+        channel_id=channel_id,
+        request=raw,
     )
     log.info("webhook %s/%s stored (%d bytes)", channel_type, channel_id, len(body))
     if isinstance(payload, PlainText):  # RBM's set-up secret, echoed

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,6 +70,37 @@ async def insert_inbound_once(session: AsyncSession, values: dict[str, object]) 
         .returning(InboundEvent.id)
     )
     return (await session.execute(statement)).first() is not None
+
+
+async def insert_inbound_many(session: AsyncSession, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Store inbound events in one statement, but none whose (channel, provider id) exists
+    (or comes earlier in ``rows``); the ids of those stored."""
+    dialect = session.bind.dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(InboundEvent)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["channel_id", "provider_event_id"])
+        .returning(InboundEvent.id)
+    )
+    return set((await session.scalars(statement)).all())
+
+
+async def message_ids_of(
+    session: AsyncSession, keys: list[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], uuid.UUID]:
+    """The message ids given to the stored inbound events of these (channel, provider id)."""
+    query = select(
+        InboundEvent.channel_id, InboundEvent.provider_event_id, InboundEvent.message_id
+    ).where(
+        or_(
+            *(
+                and_(InboundEvent.channel_id == channel_id, InboundEvent.provider_event_id == pid)
+                for channel_id, pid in set(keys)
+            )
+        )
+    )
+    return {(c, p): m for c, p, m in await session.execute(query)}
 
 
 async def existing_inbound(

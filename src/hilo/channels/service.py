@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -25,6 +26,7 @@ from hilo.channels.base import (
 from hilo.channels.registry import adapter_for_new_channel, get_adapter
 from hilo.clock import now
 from hilo.crypto import decrypt_json, encrypt_json
+from hilo.db import Database
 from hilo.errors import Conflict, HiloError, InvalidPayload
 from hilo.events import Actor
 from hilo.i18n import _
@@ -45,6 +47,28 @@ def context(channel: Channel) -> ChannelContext:
         config=channel.config,
         secrets=decrypt_json(channel.secrets_encrypted),
     )
+
+
+# Every delivery names its channel; channels do not change once created, so each process keeps
+# the ones it has seen, credentials decrypted, for a short while: a change made straight in
+# the database reaches the webhooks within this time.
+WEBHOOK_CACHE_SECONDS = 10.0
+_webhook_channels: dict[uuid.UUID, tuple[float, Channel, ChannelContext]] = {}
+
+
+async def for_webhook(db: Database, channel_id: uuid.UUID) -> tuple[Channel, ChannelContext] | None:
+    """The channel a webhook names, with its credentials; None if there is no such channel."""
+    moment = time.monotonic()
+    cached = _webhook_channels.get(channel_id)
+    if cached is not None and cached[0] > moment:
+        return cached[1], cached[2]
+    async with db.read() as session:
+        channel = await repository.get_for_webhook(session, channel_id)
+    if channel is None:
+        return None  # not kept: the channel may be created by another process in a moment
+    found = (channel, context(channel))
+    _webhook_channels[channel_id] = (moment + WEBHOOK_CACHE_SECONDS, *found)
+    return found
 
 
 def webhook_url(channel: Channel) -> str:
@@ -139,7 +163,7 @@ async def check_reachable(session: AsyncSession, channel: Channel, contact_id: u
 
 
 async def route(
-    session: AsyncSession,
+    db: Database,
     adapter: ChannelAdapter,
     channel: Channel,
     items: list[InboundItem],
@@ -162,9 +186,13 @@ async def route(
             routed.append((channel, item))
             continue
         if others is None:
+            async with db.read() as session:
+                siblings = await repository.list_of_type(
+                    session, channel.workspace_id, channel.type
+                )
             others = {
                 adapter.account(c.provider, c.config): c
-                for c in await repository.list_of_type(session, channel.workspace_id, channel.type)
+                for c in siblings
                 if c.id != channel.id and c.provider == channel.provider
             }
         target = others.get(item.account)

@@ -61,6 +61,39 @@ async def find_identity(
     return (await session.scalars(query)).first()
 
 
+async def identities_matching(
+    session: AsyncSession, workspace_id: uuid.UUID, keys: Sequence[tuple[str, str, str]]
+) -> list[ContactIdentity]:
+    """The identities with any of these (kind, scope, value), in one query."""
+    if not keys:
+        return []
+    wanted = [
+        and_(
+            ContactIdentity.kind == kind,
+            ContactIdentity.scope == scope,
+            ContactIdentity.value == value,
+        )
+        for kind, scope, value in set(keys)
+    ]
+    return list(await session.scalars(scoped(ContactIdentity, workspace_id).where(or_(*wanted))))
+
+
+async def lock_many(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    contact_ids: Sequence[uuid.UUID],
+    *,
+    is_sqlite: bool,
+) -> list[Contact]:
+    """Several contacts, locked as :func:`lock` locks one (in id order: no deadlock)."""
+    query = (
+        scoped(Contact, workspace_id).where(Contact.id.in_(set(contact_ids))).order_by(Contact.id)
+    )
+    if not is_sqlite:
+        query = query.with_for_update()
+    return list(await session.scalars(query))
+
+
 async def identities_of(
     session: AsyncSession, workspace_id: uuid.UUID, contact_ids: Sequence[uuid.UUID]
 ) -> list[ContactIdentity]:

@@ -17,6 +17,7 @@ from hilo.contacts.schemas import ContactOut, ContactPage
 from hilo.errors import Conflict, InvalidPayload
 from hilo.events import Actor
 from hilo.i18n import _
+from hilo.ids import new_id
 from hilo.models import (
     Contact,
     ContactIdentity,
@@ -117,23 +118,14 @@ async def resolve_sender(
                 break
     created = contact is None
     if contact is None:
-        contact = Contact(workspace_id=workspace_id, name=name or "", created_at=now())
-        session.add(contact)
+        contact = new_contact(session, workspace_id=workspace_id, name=name, channel_id=channel_id)
         await session.flush()
-        events.record(
-            session,
-            "contact.created",
-            workspace_id=workspace_id,
-            actor=Actor.system(),
-            channel_id=channel_id,
-            contact_id=contact.id,
-        )
     elif name and not contact.name:
         contact.name = name
     resolution = Resolution(contact=contact, created=created)
     for claim, found in found_claims:
         if found is None:
-            await _add_identity(session, contact, claim, channel_id=channel_id)
+            add_identity(session, contact, claim, channel_id=channel_id)
         elif found.contact_id != contact.id:
             await _suggest(session, contact, found.contact_id, claim, channel_id=channel_id)
             resolution.suggested.append(found.contact_id)
@@ -142,20 +134,37 @@ async def resolve_sender(
     return resolution
 
 
-async def _add_identity(
-    session: AsyncSession, contact: Contact, claim: Claim, *, channel_id: uuid.UUID | None
-) -> None:
-    session.add(
-        ContactIdentity(
-            workspace_id=contact.workspace_id,
-            contact_id=contact.id,
-            kind=claim.kind,
-            scope=claim.scope,
-            value=claim.value,
-            verified=claim.verified,
-            created_at=now(),
-        )
+def new_contact(
+    session: AsyncSession, *, workspace_id: uuid.UUID, name: str | None, channel_id: uuid.UUID
+) -> Contact:
+    """A contact for a sender nobody knows (no query: the caller found no identity)."""
+    contact = Contact(id=new_id(), workspace_id=workspace_id, name=name or "", created_at=now())
+    session.add(contact)
+    events.record(
+        session,
+        "contact.created",
+        workspace_id=workspace_id,
+        actor=Actor.system(),
+        channel_id=channel_id,
+        contact_id=contact.id,
     )
+    return contact
+
+
+def add_identity(
+    session: AsyncSession, contact: Contact, claim: Claim, *, channel_id: uuid.UUID | None
+) -> ContactIdentity:
+    """A claim nobody holds yet becomes the contact's identity."""
+    identity = ContactIdentity(
+        workspace_id=contact.workspace_id,
+        contact_id=contact.id,
+        kind=claim.kind,
+        scope=claim.scope,
+        value=claim.value,
+        verified=claim.verified,
+        created_at=now(),
+    )
+    session.add(identity)
     events.record(
         session,
         "contact.identity_added",
@@ -165,6 +174,7 @@ async def _add_identity(
         contact_id=contact.id,
         data={"kind": claim.kind, "verified": claim.verified},
     )
+    return identity
 
 
 async def _suggest(

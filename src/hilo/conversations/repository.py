@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, exists, func, literal, or_, select, tuple_
@@ -128,6 +129,72 @@ async def latest_unresolved(
         .limit(1)
     )
     return (await session.scalars(query)).first()
+
+
+async def latest_unresolved_of(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Conversation]:
+    """:func:`latest_unresolved` of several contacts, in one query."""
+    query = (
+        scoped(Conversation, workspace_id)
+        .where(Conversation.contact_id.in_(set(contact_ids)), Conversation.status.in_(UNRESOLVED))
+        .order_by(Conversation.last_activity_at.desc())
+    )
+    latest: dict[uuid.UUID, Conversation] = {}
+    for conversation in await session.scalars(query):
+        latest.setdefault(conversation.contact_id, conversation)
+    return latest
+
+
+async def latest_resolved_of(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    contact_ids: Sequence[uuid.UUID],
+    since: datetime,
+) -> dict[uuid.UUID, Conversation]:
+    """:func:`latest_resolved_since` of several contacts, in one query."""
+    query = (
+        scoped(Conversation, workspace_id)
+        .where(
+            Conversation.contact_id.in_(set(contact_ids)),
+            Conversation.status == "resolved",
+            Conversation.resolved_at >= since,
+        )
+        .order_by(Conversation.resolved_at.desc())
+    )
+    latest: dict[uuid.UUID, Conversation] = {}
+    for conversation in await session.scalars(query):
+        latest.setdefault(conversation.contact_id, conversation)
+    return latest
+
+
+async def latest_inbound_of(
+    session: AsyncSession, workspace_id: uuid.UUID, conversation_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[datetime, uuid.UUID]]:
+    """The time and channel of the customer's latest message in each conversation (the one
+    :func:`inbound_neighbours` calls "before" for any later time), in one query."""
+    inbound = (Message.kind == "inbound", Message.channel_id.is_not(None))
+    newest = (
+        select(func.max(Message.created_at))
+        .where(Message.conversation_id == Conversation.id, *inbound)
+        .correlate(Conversation)
+        .scalar_subquery()
+    )
+    query = (
+        select(Message.conversation_id, Message.created_at, Message.id, Message.channel_id)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Conversation.workspace_id == workspace_id,
+            Conversation.id.in_(set(conversation_ids)),
+            Message.created_at == newest,
+            *inbound,
+        )
+        .order_by(Message.id)
+    )
+    latest: dict[uuid.UUID, tuple[datetime, uuid.UUID]] = {}
+    for conversation_id, created_at, _id, channel_id in await session.execute(query):
+        latest[conversation_id] = (created_at, channel_id)  # the last of a tie, as there
+    return latest
 
 
 async def latest_resolved_since(

@@ -19,6 +19,7 @@ from hilo.conversations import repository
 from hilo.errors import Conflict, InvalidPayload
 from hilo.events import Actor
 from hilo.i18n import _
+from hilo.ids import new_id
 from hilo.jobs.service import enqueue
 from hilo.models import (
     Channel,
@@ -52,7 +53,6 @@ async def continue_for_inbound(
     reopen window, reopened; else a new one. A ``thread`` the message names (see
     :func:`thread_of`) comes first, by the same rules.
     """
-    system = Actor.system()
     if thread is not None and (
         thread.status in repository.UNRESOLVED
         or (thread.resolved_at is not None and thread.resolved_at >= at - reopen_window)
@@ -60,37 +60,52 @@ async def continue_for_inbound(
         conversation: Conversation | None = thread
     else:
         conversation = await repository.latest_unresolved(session, workspace.id, contact.id)
-    if conversation is not None and conversation.status != "open":
-        _set_status(session, conversation, "open", actor=system, reason="customer_replied")
+    if conversation is not None:
+        reopen_for_inbound(session, conversation)
     if conversation is None:
         conversation = await repository.latest_resolved_since(
             session, workspace.id, contact.id, at - reopen_window
         )
         if conversation is not None:
-            _set_status(session, conversation, "open", actor=system, reason="customer_replied")
+            reopen_for_inbound(session, conversation)
     if conversation is None:
-        conversation = Conversation(
-            workspace_id=workspace.id,
-            contact_id=contact.id,
-            status="open",
-            created_at=at,
-            last_activity_at=at,
-            last_channel_id=channel_id,
-        )
-        session.add(conversation)
+        conversation = new_for_inbound(session, contact, channel_id=channel_id, at=at)
         await session.flush()
-        events.record(
-            session,
-            "conversation.created",
-            workspace_id=workspace.id,
-            actor=system,
-            channel_id=channel_id,
-            conversation_id=conversation.id,
-            contact_id=contact.id,
-        )
     else:
         await _record_switch(session, conversation, contact, channel_id=channel_id, at=at)
     return conversation
+
+
+def new_for_inbound(
+    session: AsyncSession, contact: Contact, *, channel_id: uuid.UUID, at: datetime
+) -> Conversation:
+    """A new conversation for the customer's message (no query)."""
+    conversation = Conversation(
+        id=new_id(),
+        workspace_id=contact.workspace_id,
+        contact_id=contact.id,
+        status="open",
+        created_at=at,
+        last_activity_at=at,
+        last_channel_id=channel_id,
+    )
+    session.add(conversation)
+    events.record(
+        session,
+        "conversation.created",
+        workspace_id=contact.workspace_id,
+        actor=Actor.system(),
+        channel_id=channel_id,
+        conversation_id=conversation.id,
+        contact_id=contact.id,
+    )
+    return conversation
+
+
+def reopen_for_inbound(session: AsyncSession, conversation: Conversation) -> None:
+    """The customer wrote: their conversation is open again, if it was not."""
+    if conversation.status != "open":
+        _set_status(session, conversation, "open", actor=Actor.system(), reason="customer_replied")
 
 
 async def _record_switch(
@@ -107,14 +122,33 @@ async def _record_switch(
         session, conversation.workspace_id, conversation_id=conversation.id, at=at
     )
     if after is None:
-        previous = before.channel_id if before is not None else conversation.last_channel_id
-        if previous is not None and previous != channel_id:
-            _switched(session, conversation, contact, from_id=previous, to_id=channel_id)
-        conversation.last_channel_id = channel_id
+        note_latest_channel(
+            session,
+            conversation,
+            contact,
+            channel_id=channel_id,
+            before=before.channel_id if before is not None else None,
+        )
     elif before is None and after.channel_id is not None and after.channel_id != channel_id:
         # An earlier message processed late, the customer's first here: the switch was from
         # its channel to the one they wrote on next. Where they write now does not change.
         _switched(session, conversation, contact, from_id=channel_id, to_id=after.channel_id)
+
+
+def note_latest_channel(
+    session: AsyncSession,
+    conversation: Conversation,
+    contact: Contact,
+    *,
+    channel_id: uuid.UUID,
+    before: uuid.UUID | None,
+) -> None:
+    """The customer's newest message so far came on ``channel_id``; ``before``: the channel of
+    the one before it in the conversation, if any."""
+    previous = before if before is not None else conversation.last_channel_id
+    if previous is not None and previous != channel_id:
+        _switched(session, conversation, contact, from_id=previous, to_id=channel_id)
+    conversation.last_channel_id = channel_id
 
 
 def _switched(

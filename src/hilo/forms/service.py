@@ -33,7 +33,7 @@ async def do_submit(
 ) -> Submission:
     """Verify and store the post once (see :class:`FormChannel`)."""
     _posts.check((channel_id, client))
-    _status, payload = await flows.receive_webhook(
+    _status, payload = await flows.receive_in(
         session, channel_type=FormChannel.type, channel_id=channel_id, request=request
     )
     channel = await channel_repository.get_for_webhook(session, channel_id)

@@ -315,7 +315,7 @@ class Broker:
 
     async def _load(self, workspace_id: str, event_id: int) -> None:
         try:
-            async with self.db.sessionmaker() as session:
+            async with self.db.read() as session:
                 row = (
                     await session.scalars(
                         select(Event).where(

@@ -94,8 +94,8 @@ async def replay(
     """The stored events of a workspace with an id above ``after_id``, oldest first."""
     cursor = after_id
     while True:
-        # A short read per batch: on SQLite every transaction holds the write lock.
-        async with db.sessionmaker() as session:
+        # A short read per batch: a long one would keep old WAL pages from being reused.
+        async with db.read() as session:
             rows = list(
                 await session.scalars(
                     select(Event)

@@ -18,12 +18,14 @@ from datetime import datetime, timedelta
 
 import pyotp
 import segno
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import events
 from hilo.auth.service import Principal, verify_password
 from hilo.clock import now
 from hilo.crypto import constant_time_equal, decrypt_json, encrypt_json, hash_token, internal_hmac
+from hilo.db import writable
 from hilo.errors import Conflict, Forbidden, InvalidPayload
 from hilo.events import Actor
 from hilo.i18n import _
@@ -215,7 +217,10 @@ async def authenticate(session: AsyncSession, token: str | None) -> WebUser | No
     ):
         return None
     if moment - row.last_seen_at > SEEN_EVERY:
-        row.last_seen_at = moment
+        async with writable(session) as writer:
+            await writer.execute(
+                update(WebSession).where(WebSession.id == row.id).values(last_seen_at=moment)
+            )
     return WebUser(row, user, workspace)
 
 

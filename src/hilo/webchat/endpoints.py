@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
 from fastapi.responses import HTMLResponse, Response
 
-from hilo.deps import Session, get_db
+from hilo.deps import Session, WriteSession, get_db
 from hilo.errors import HiloError
 from hilo.i18n import negotiate
 from hilo.models import Channel, WebchatVisitor
@@ -100,7 +100,7 @@ async def leave_email(body: EmailIn, visitor: Visitor, session: Session) -> Emai
 
 @router.get("/webchat/{channel_id}/confirm/{token}", include_in_schema=False)
 async def confirm_email(
-    channel_id: uuid.UUID, token: str, request: Request, session: Session
+    channel_id: uuid.UUID, token: str, request: Request, session: WriteSession
 ) -> HTMLResponse:
     """The link e-mailed to a typed address: opening it proves the address is the visitor's."""
     locale = negotiate(request.headers.get("accept-language"))

@@ -105,7 +105,7 @@ class VisitorSocket:
         # Subscribed before the first read: nothing committed after it is missed.
         subscription = self.broker.subscribe(channel.workspace_id)
         try:
-            async with self.db.sessionmaker() as session:
+            async with self.db.read() as session:
                 self.contact_id = await service.contact_of(session, channel, visitor)
                 messages = await service.window(session, channel, self.contact_id)
             await self.send(
@@ -246,7 +246,7 @@ class VisitorSocket:
                 continue
             if event["type"] not in SHOWN or not event.get("message_id"):
                 continue
-            async with self.db.sessionmaker() as session:
+            async with self.db.read() as session:
                 if self.contact_id is None:
                     self.contact_id = await service.contact_of(session, channel, visitor)
                 if self.contact_id is None or event.get("contact_id") != str(self.contact_id):
@@ -303,7 +303,7 @@ async def poll(
     channel_key = str(channel.id)
     try:
         while True:
-            async with db.sessionmaker() as session:
+            async with db.read() as session:
                 contact_id = await service.contact_of(session, channel, visitor)
                 messages = await service.window(session, channel, contact_id)
             current = service.state_of(messages)

@@ -287,7 +287,7 @@ async def _ingest(session: AsyncSession, channel: Channel, event: dict[str, Any]
         url=f"{get_settings().public_url.rstrip('/')}/webhooks/webchat/{channel.id}",
         received_at=now(),
     )
-    _status, payload = await flows.receive_webhook(
+    _status, payload = await flows.receive_in(
         session, channel_type=WebchatChannel.type, channel_id=channel.id, request=request
     )
     result: dict[str, Any] = payload
