@@ -248,7 +248,10 @@ async def process_inbound_batch(session: AsyncSession, batch: list[JobContext]) 
     await finish_all(session, plan.done)
     log.debug("inbound batch: %d at once, %d one by one", len(plan.done), len(plan.slow))
     for ctx in plan.slow:
-        await process_inbound(ctx)
+        if ctx in plan.receipts:
+            ctx.alone = True  # it may have to wait for its message: not in the batch
+        else:
+            await process_inbound(ctx)
 
 
 async def _load_batch(
@@ -292,6 +295,8 @@ class _Batch:
         self.rows = rows
         self.done: list[JobContext] = []
         self.slow: list[JobContext] = []
+        # News of earlier messages (receipts, call updates, edits), which may outrun them.
+        self.receipts: list[JobContext] = []
 
     async def run(self) -> None:
         texts: dict[uuid.UUID, list[_Text]] = {}
@@ -312,6 +317,9 @@ class _Batch:
         if inbound is None or inbound.status != "pending":
             return None
         item = InboundItem.from_json(inbound.item)
+        if item.kind in ("status", "call", "edit"):
+            self.receipts.append(ctx)
+            return None
         if item.kind != "message" or item.sender is None:
             return None
         if item.attachments or item.thread_conversation_id or item.thread_refs:

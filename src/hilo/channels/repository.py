@@ -79,11 +79,11 @@ async def insert_inbound_many(session: AsyncSession, rows: list[dict[str, Any]])
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = (
         insert(InboundEvent)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["channel_id", "provider_event_id"])
         .returning(InboundEvent.id)
     )
-    return set((await session.scalars(statement)).all())
+    # A list of parameters: SQLAlchemy sends them as multi-row VALUES, compiled once.
+    return set((await session.scalars(statement, rows)).all())
 
 
 async def message_ids_of(

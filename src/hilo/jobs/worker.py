@@ -86,6 +86,9 @@ class JobContext:
         self.worker_id = worker_id
         self.finished = False
         self._batch = batch
+        # Set by a batch handler for a job that should rather run on its own, after the
+        # batch commits (one that may ask to be retried later would roll the batch back).
+        self.alone = False
         # Every job of the batch this one runs in (just this one when it runs alone), so
         # that the first can load what all of them need in one query.
         self.batch_jobs = batch_jobs or [job]
@@ -246,7 +249,9 @@ class Worker:
                 else:
                     for ctx in contexts:
                         await HANDLERS[name](ctx)
-                await finish_all(session, [ctx for ctx in contexts if not ctx.finished])
+                await finish_all(
+                    session, [ctx for ctx in contexts if not ctx.finished and not ctx.alone]
+                )
         except Exception as exc:
             # Nothing of the batch is stored; each job now runs, and fails, on its own.
             log.info(
@@ -257,6 +262,10 @@ class Worker:
             )
             for row in rows:
                 await self._run_one(row)
+            return
+        for ctx in contexts:
+            if ctx.alone:
+                await self._run_one(ctx.job)
 
     async def _run_one(self, row: Job) -> None:
         handler = HANDLERS[row.name]
