@@ -68,6 +68,7 @@ def serve(
 def worker() -> None:
     """Run only the background workers (for deployments with separate worker processes)."""
     from hilo.db import Database
+    from hilo.realtime.broker import Broker
     from hilo.runtime import Runtime
 
     _logging()
@@ -75,12 +76,17 @@ def worker() -> None:
 
     async def run() -> None:
         db = Database(settings.effective_database_url)
+        # What the workers commit (a customer's message) must reach the agents' live
+        # streams, which the API processes serve: through the same broker.
+        broker = Broker(db, settings)
+        await broker.start()
         runtime = Runtime(db, settings)
         await runtime.start(workers=True)
         try:
             await asyncio.Event().wait()
         finally:
             await runtime.stop()
+            await broker.stop()
             await db.dispose()
 
     asyncio.run(run())

@@ -7,6 +7,7 @@ import base64
 import json
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from tests.conftest import (
     Server,
     create_pg_database,
     create_workspace_token,
+    dispose_server,
     drop_pg_database,
     free_port,
     make_server,
@@ -536,3 +538,33 @@ def test_slow_subscriber_is_dropped_without_blocking_others(tmp_path: Path) -> N
         assert await fast.get() is None
 
     asyncio.run(go())
+
+
+def test_messages_processed_by_a_worker_process_reach_the_api_processes_streams(
+    tmp_path: Path,
+) -> None:
+    """The production layout: API processes without workers, and ``hilo worker`` processes.
+    A customer's message is turned into a message by the worker, and the agent watching the
+    API process sees it arrive live."""
+    api_server = make_server("postgres", tmp_path, extra_env={"HILO_RUN_WORKERS": "false"})
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        api_server.start()
+        token = create_workspace_token(api_server.db_url, f"ws-{uuid.uuid4().hex[:8]}")
+        api = Api(base_url=api_server.base_url, headers={"Authorization": f"Bearer {token}"})
+        api.server = api_server
+        env = {k: v for k, v in api_server.env.items() if k != "HILO_RUN_WORKERS"}
+        log = (tmp_path / "worker.log").open("wb")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "hilo.cli", "worker"], env=env, stdout=log, stderr=log
+        )
+        channel = create_channel(api)
+        with ws_connect(api.base_url, new_ticket(api)) as ws:
+            message_id = post(api, channel, "u-worker", "procesado en otro proceso")
+            frame = recv_until(ws, received(message_id), [])
+            assert frame["type"] == "message.received"
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=15)
+        dispose_server(api_server)
