@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="results file name (default: quick or full)")
     run.add_argument("--keep", action="store_true", help="keep the run's working copies")
     run.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run the jobs in this many `hilo worker` processes beside the API (PostgreSQL)",
+    )
+    run.add_argument(
         "--profile", action="store_true", help="sample the server with py-spy during ingest"
     )
     return parser
@@ -99,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         growth_sizes=[parse_size(s) for s in growth.split(",") if s.strip()],
         keep=args.keep,
         profile=args.profile,
+        workers=args.workers,
     )
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     document = run_all(options, command)

@@ -54,6 +54,7 @@ class Options:
     readers: int = 8
     keep: bool = False
     profile: bool = False
+    workers: int = 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -63,6 +64,11 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(server: HiloServer) -> float:
+    """CPU time of the API process and its worker processes."""
+    return sum(cpu_seconds(pid) for pid in server.pids)
 
 
 def machine() -> dict[str, Any]:
@@ -223,6 +229,7 @@ class BackendRun:
             data_dir=self.work,
             secret_key=self.dataset.secret_key,
             log_path=self.work / "server.log",
+            workers=self.options.workers,
         )
         server.start()
         return server
@@ -282,7 +289,7 @@ class BackendRun:
     ) -> tuple[dict[str, Any], dict[str, float]]:
         server.reset_rss()
         assert server.proc is not None
-        cpu_before = cpu_seconds(server.proc.pid)
+        cpu_before = server_cpu(server)
         started = time.time()
         options: dict[str, Any] = {"base": server.base_url}
         options["concurrency"] = self.options.concurrency
@@ -291,7 +298,7 @@ class BackendRun:
         result = self.loadgen.run("post", raw, **options)
         resources = {
             "server_peak_rss_mb": round(server.peak_rss(), 1),
-            "server_cpu_s": round(cpu_seconds(server.proc.pid) - cpu_before, 2),
+            "server_cpu_s": round(server_cpu(server) - cpu_before, 2),
             "wall_s": round(time.time() - started, 2),
         }
         return result, resources
@@ -327,7 +334,7 @@ class BackendRun:
             f"({deliveries.retries} redeliveries) over {options.concurrency} connections"
         )
         assert server.proc is not None
-        cpu_before = cpu_seconds(server.proc.pid)
+        cpu_before = server_cpu(server)
         profiler = Profiler(server.proc.pid, self.work / "profile.txt") if options.profile else None
         result, resources = self._post(server, deliveries.raw(host, "/webhooks"))
         ledger.add(deliveries, result)
@@ -336,7 +343,7 @@ class BackendRun:
         drained = wait_processed(url, timeout=1800, log=self.log)
         profile = profiler.stop() if profiler else None
         resources["server_peak_rss_mb"] = round(server.peak_rss(), 1)
-        resources["server_cpu_s"] = round(cpu_seconds(server.proc.pid) - cpu_before, 2)
+        resources["server_cpu_s"] = round(server_cpu(server) - cpu_before, 2)
         hilo = ingest.phase_summary(deliveries, result)
         first = min(result["sent"])
         processed = [t for t in ingest.processed_times(url, channels.ids) if t >= first]
@@ -494,9 +501,9 @@ class BackendRun:
             sql_plan = reads.capture_sql(url, token, plan)
             server.reset_rss()
             assert server.proc is not None
-            cpu_before = cpu_seconds(server.proc.pid)
+            cpu_before = server_cpu(server)
             api = self.read_api(server, token, plan)
-            cpu = cpu_seconds(server.proc.pid) - cpu_before
+            cpu = server_cpu(server) - cpu_before
             rss = server.peak_rss()
             base = self.read_database(url, sql_plan)
             plans = reads.explain(url, sql_plan)

@@ -68,8 +68,13 @@ class HiloServer:
     secret_key: str
     log_path: Path
     port: int = field(default_factory=free_port)
+    # 0: the embedded default, workers inside ``hilo serve``; n: the API process without
+    # workers, and n ``hilo worker`` processes beside it (the production layout).
+    workers: int = 0
     proc: subprocess.Popen[bytes] | None = None
     sampler: RssSampler | None = None
+    worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_samplers: list[RssSampler] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -88,10 +93,19 @@ class HiloServer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hilo.cli", "serve", "--port", str(self.port), "--no-migrate"],
-            env=env,
+            env={**env, "HILO_RUN_WORKERS": "false"} if self.workers else env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        for _ in range(self.workers):
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "hilo.cli", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            self.worker_procs.append(worker)
+            self.worker_samplers.append(RssSampler(worker.pid))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -104,20 +118,30 @@ class HiloServer:
                 time.sleep(0.1)
         raise RuntimeError(f"hilo serve did not start; see {self.log_path}")
 
+    @property
+    def pids(self) -> list[int]:
+        """The API process and its worker processes."""
+        return [p.pid for p in (self.proc, *self.worker_procs) if p is not None]
+
     def stop(self) -> None:
-        if self.sampler is not None:
-            self.sampler.stop()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        for sampler in (self.sampler, *self.worker_samplers):
+            if sampler is not None:
+                sampler.stop()
+        for proc in (self.proc, *self.worker_procs):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
     def peak_rss(self) -> float:
-        return self.sampler.peak() if self.sampler else 0.0
+        """The largest resident memory of any one of its processes."""
+        samplers = [s for s in (self.sampler, *self.worker_samplers) if s is not None]
+        return max((s.peak() for s in samplers), default=0.0)
 
     def reset_rss(self) -> None:
-        if self.sampler:
-            self.sampler.reset()
+        for sampler in (self.sampler, *self.worker_samplers):
+            if sampler is not None:
+                sampler.reset()
