@@ -168,7 +168,7 @@ async def _seal_batch(db: Database, workspace_id: uuid.UUID, batch_size: int) ->
 
 async def seal_pending(db: Database, *, batch_size: int = 500) -> int:
     """Chain and checkpoint every committed unsealed event; return how many were sealed."""
-    async with db.transaction() as session:
+    async with db.read() as session:
         workspace_ids = list(
             (
                 await session.scalars(
