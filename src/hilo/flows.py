@@ -450,21 +450,7 @@ class _Batch:
                 channel_id=channel.id,
                 before=before[1] if before is not None else None,
             )
-        message = conversations.do_append_inbound(
-            session,
-            conversation=conversation,
-            contact=contact,
-            message_id=inbound.message_id,
-            channel_id=channel.id,
-            channel_type=channel.type,
-            provider_message_id=item.provider_event_id,
-            text=item.text,
-            attachments=item.attachments,
-            data=item.data,
-            sent_at=datetime.fromisoformat(item.sent_at) if item.sent_at else None,
-            at=at,
-            inbound_event_id=inbound.id,
-        )
+        message = _append(session, conversation, contact, channel, inbound, item)
         attachment_tasks.enqueue_if_pending(session, message)
         inbound.status = "processed"
         inbound.processed_at = now()
@@ -614,7 +600,29 @@ async def _deliver_message(
         reopen_window=timedelta(days=window_days),
         thread=thread,
     )
-    message = conversations.do_append_inbound(
+    message = _append(session, conversation, contact, channel, inbound, item)
+    if isinstance(adapter, EmbedsFiles) and message.attachments:
+        await _keep_embedded_files(session, adapter, inbound, message)
+    attachment_tasks.enqueue_if_pending(session, message)
+    handled = adapter.provider_keywords if isinstance(adapter, AnswersKeywords) else {}
+    choice = consent.keyword_choice(item.text, handled) if adapter.supports_opt_out else None
+    if choice is not None:
+        confirm = consent.keyword(item.text) not in handled
+        await _honour_keyword(
+            session, workspace, channel, conversation, contact, message, choice, confirm=confirm
+        )
+
+
+def _append(
+    session: AsyncSession,
+    conversation: Conversation,
+    contact: Contact,
+    channel: Channel,
+    inbound: InboundEvent,
+    item: InboundItem,
+) -> Message:
+    """The customer's message, as the delivery stored it, appended to the conversation."""
+    return conversations.do_append_inbound(
         session,
         conversation=conversation,
         contact=contact,
@@ -629,16 +637,6 @@ async def _deliver_message(
         at=inbound.received_at,
         inbound_event_id=inbound.id,
     )
-    if isinstance(adapter, EmbedsFiles) and message.attachments:
-        await _keep_embedded_files(session, adapter, inbound, message)
-    attachment_tasks.enqueue_if_pending(session, message)
-    handled = adapter.provider_keywords if isinstance(adapter, AnswersKeywords) else {}
-    choice = consent.keyword_choice(item.text, handled) if adapter.supports_opt_out else None
-    if choice is not None:
-        confirm = consent.keyword(item.text) not in handled
-        await _honour_keyword(
-            session, workspace, channel, conversation, contact, message, choice, confirm=confirm
-        )
 
 
 async def _keep_embedded_files(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, exists, func, literal, or_, select, tuple_
@@ -140,10 +140,7 @@ async def latest_unresolved_of(
         .where(Conversation.contact_id.in_(set(contact_ids)), Conversation.status.in_(UNRESOLVED))
         .order_by(Conversation.last_activity_at.desc())
     )
-    latest: dict[uuid.UUID, Conversation] = {}
-    for conversation in await session.scalars(query):
-        latest.setdefault(conversation.contact_id, conversation)
-    return latest
+    return _first_of_each_contact(await session.scalars(query))
 
 
 async def latest_resolved_of(
@@ -162,10 +159,14 @@ async def latest_resolved_of(
         )
         .order_by(Conversation.resolved_at.desc())
     )
-    latest: dict[uuid.UUID, Conversation] = {}
-    for conversation in await session.scalars(query):
-        latest.setdefault(conversation.contact_id, conversation)
-    return latest
+    return _first_of_each_contact(await session.scalars(query))
+
+
+def _first_of_each_contact(rows: Iterable[Conversation]) -> dict[uuid.UUID, Conversation]:
+    first: dict[uuid.UUID, Conversation] = {}
+    for conversation in rows:
+        first.setdefault(conversation.contact_id, conversation)
+    return first
 
 
 async def latest_inbound_of(
