@@ -25,6 +25,7 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 from bench import db
 from bench.datagen import sample_texts
 from bench.loadgen import request_bytes
+from hilo.channels.twilio_common import inbound_sms_params
 from hilo.channels.whatsapp import sign as whatsapp_signature
 
 RETRY_SHARE = 0.10
@@ -241,27 +242,15 @@ class DeliveryFactory:
 
     def _sms(self, phone: str, text: str) -> Delivery:
         sid = "SM" + self._id()
-        params = {
-            "ToCountry": "ES",
-            "ToState": "",
-            "SmsMessageSid": sid,
-            "NumMedia": "0",
-            "ToCity": "",
-            "FromZip": "",
-            "SmsSid": sid,
-            "FromState": "",
-            "SmsStatus": "received",
-            "FromCity": "",
-            "Body": text,
-            "FromCountry": "ES",
-            "To": self.channels.sms_number,
-            "ToZip": "",
-            "NumSegments": "1",
-            "MessageSid": sid,
-            "AccountSid": self.channels.account_sid,
-            "From": phone,
-            "ApiVersion": "2010-04-01",
-        }
+        params = inbound_sms_params(
+            sid=sid,
+            account_sid=self.channels.account_sid,
+            sender=phone,
+            to=self.channels.sms_number,
+            text=text,
+            to_country="ES",
+            from_country="ES",
+        )
         url = f"{self.base_url}/webhooks/sms/{self.channels.sms_id}"
         return Delivery(
             provider_id=sid,

@@ -59,19 +59,6 @@ async def last_inbound_at(
     return value
 
 
-async def insert_inbound_once(session: AsyncSession, values: dict[str, object]) -> bool:
-    """Store an inbound event unless one with its (channel, provider id) exists."""
-    dialect = session.bind.dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(InboundEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["channel_id", "provider_event_id"])
-        .returning(InboundEvent.id)
-    )
-    return (await session.execute(statement)).first() is not None
-
-
 async def insert_inbound_many(session: AsyncSession, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     """Store inbound events in one statement, but none whose (channel, provider id) exists
     (or comes earlier in ``rows``); the ids of those stored."""
@@ -101,17 +88,6 @@ async def message_ids_of(
         )
     )
     return {(c, p): m for c, p, m in await session.execute(query)}
-
-
-async def existing_inbound(
-    session: AsyncSession, channel_id: uuid.UUID, provider_event_id: str
-) -> InboundEvent:
-    """The inbound event stored earlier under that provider id."""
-    query = select(InboundEvent).where(
-        InboundEvent.channel_id == channel_id,
-        InboundEvent.provider_event_id == provider_event_id,
-    )
-    return (await session.scalars(query)).one()
 
 
 async def recipient_identity(

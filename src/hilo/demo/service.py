@@ -42,6 +42,7 @@ from hilo.auth import service as auth
 from hilo.calls import service as calls
 from hilo.channels import email as email_channel
 from hilo.channels import service as channels
+from hilo.channels import twilio_common
 from hilo.channels.base import ChannelContext, InboundItem, RawRequest, Sender
 from hilo.channels.email_io import addressing, mime
 from hilo.channels.registry import get_adapter
@@ -1884,28 +1885,17 @@ class _Builder:
 
     def sms_body(self, d: _Draft) -> tuple[bytes, dict[str, str]]:
         sid = "SM" + self.hex(32)
-        params = {
-            "ToCountry": phonenumbers.region_code_for_number(phonenumbers.parse(d.channel.number))
+        params = twilio_common.inbound_sms_params(
+            sid=sid,
+            account_sid=TWILIO_ACCOUNT_SID,
+            sender=d.person.phone,
+            to=d.channel.number,
+            text=d.text,
+            to_country=phonenumbers.region_code_for_number(phonenumbers.parse(d.channel.number))
             or "",
-            "ToState": "",
-            "SmsMessageSid": sid,
-            "NumMedia": "0",
-            "ToCity": "",
-            "FromZip": "",
-            "SmsSid": sid,
-            "FromState": "",
-            "SmsStatus": "received",
-            "FromCity": "",
-            "Body": d.text,
-            "FromCountry": d.person.region,
-            "To": d.channel.number,
-            "ToZip": "",
-            "NumSegments": str(_segments(d.text)),
-            "MessageSid": sid,
-            "AccountSid": TWILIO_ACCOUNT_SID,
-            "From": d.person.phone,
-            "ApiVersion": "2010-04-01",
-        }
+            from_country=d.person.region,
+            segments=_segments(d.text),
+        )
         return _form(params), {}
 
     def whatsapp_value(self, channel: _Channel, **value: Any) -> bytes:

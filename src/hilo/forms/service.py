@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hilo import flows
-from hilo.channels import repository as channel_repository
+from hilo.channels import service as channel_service
 from hilo.channels.base import RawRequest
 from hilo.channels.form import FormChannel
 from hilo.i18n import _, translate
@@ -36,8 +36,9 @@ async def do_submit(
     _status, payload = await flows.receive_in(
         session, channel_type=FormChannel.type, channel_id=channel_id, request=request
     )
-    channel = await channel_repository.get_for_webhook(session, channel_id)
-    url = channel.config.get("thank_you_url") if channel is not None else None
+    # The channel the delivery was just verified against, kept by the webhook path.
+    found = await channel_service.for_webhook(session.info["hilo_db"], channel_id)
+    url = found[0].config.get("thank_you_url") if found is not None else None
     return Submission(payload=payload, thank_you_url=str(url) if url else None)
 
 
