@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -28,7 +28,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.util import await_only
 
+from hilo import sqlite_driver
 from hilo.settings import normalise_database_url
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,14 @@ class Database:
         self.url = normalise_database_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
+            url_ = make_url(self.url)
+            args, kwargs = url_.get_dialect()().create_connect_args(url_)
             self.engine: AsyncEngine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=0, pool_timeout=60
+                self.url,
+                async_creator=sqlite_driver.creator(*args, **kwargs),
+                pool_size=pool_size,
+                max_overflow=0,
+                pool_timeout=60,
             )
             _configure_sqlite(self.engine)
         else:
@@ -254,6 +262,16 @@ async def writable(session: AsyncSession) -> AsyncIterator[AsyncSession]:
         yield other
 
 
+def _begin_reading(conn: Any) -> None:
+    conn.execute("PRAGMA query_only=ON")
+    conn.execute("BEGIN")
+
+
+def _begin_writing(conn: Any) -> None:
+    conn.execute("PRAGMA query_only=OFF")
+    conn.execute("BEGIN IMMEDIATE")
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
@@ -269,12 +287,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get("hilo_read_only"):
-            conn.exec_driver_sql("PRAGMA query_only=ON")
-            conn.exec_driver_sql("BEGIN")
-            return
         # IMMEDIATE takes the write lock up front, so a writer of another process (the CLI)
         # waits on busy_timeout instead of failing with SQLITE_BUSY when it upgrades from a
-        # read; this process's writers have already queued on Database._writer.
-        conn.exec_driver_sql("PRAGMA query_only=OFF")
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # read; this process's writers have already queued on Database._writer. A reader
+        # takes no lock and may not write. Both statements go in one trip to the driver.
+        read_only = bool(conn.get_execution_options().get("hilo_read_only"))
+        driver = conn.connection.driver_connection
+        await_only(driver.run(_begin_reading if read_only else _begin_writing))
