@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import event, make_url
+from sqlalchemy import Uuid, event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -273,6 +273,9 @@ def _begin_writing(conn: Any) -> None:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
+    dialect = engine.sync_engine.dialect
+    dialect.colspecs = {**dialect.colspecs, Uuid: sqlite_driver.FastUuid}
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
@@ -292,5 +295,5 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # read; this process's writers have already queued on Database._writer. A reader
         # takes no lock and may not write. Both statements go in one trip to the driver.
         read_only = bool(conn.get_execution_options().get("hilo_read_only"))
-        driver = conn.connection.driver_connection
+        driver: sqlite_driver.Connection = conn.connection.driver_connection  # type: ignore[assignment]
         await_only(driver.run(_begin_reading if read_only else _begin_writing))

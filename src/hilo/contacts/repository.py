@@ -148,6 +148,11 @@ def _trigram(fts_table: str, column: str, pattern: str) -> Select[Any]:
     )
 
 
+# Made once: building an alias is most of the CPU of a contact search (docs/benchmarks.md).
+_BY_PHONE = aliased(ContactIdentity, name="by_phone")
+_BY_EMAIL = aliased(ContactIdentity, name="by_email")
+
+
 async def list_page(
     session: AsyncSession,
     workspace_id: uuid.UUID,
@@ -160,12 +165,11 @@ async def list_page(
 ) -> list[Contact]:
     """Contacts newest first, filtered; merged-away contacts are left out."""
     query = scoped(Contact, workspace_id).where(Contact.merged_into_id.is_(None))
-    for kind, value in (("phone", phone), ("email", email)):
+    for kind, value, identity in (("phone", phone, _BY_PHONE), ("email", email, _BY_EMAIL)):
         if value is not None:
             # A join from the unique (workspace, kind, scope, value) index: the query starts
             # at the one matching identity, not at every contact. Phones and e-mails are
             # workspace-wide identities (scope "").
-            identity = aliased(ContactIdentity)
             query = query.join(
                 identity,
                 and_(
