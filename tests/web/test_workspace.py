@@ -15,9 +15,9 @@ from tests.channels.test_whatsapp import (
 )
 from tests.channels.test_whatsapp import customer_writes as whatsapp_customer_writes
 from tests.conftest import Api, Server, wait_for
-from tests.core.test_api_channel import create_channel
+from tests.core.test_api_channel import create_channel, message
 from tests.core.test_conversations import age_resolution
-from tests.helpers import CompanyApp
+from tests.helpers import CompanyApp, post_api_message
 from tests.web.conftest import Browser, add_user, customer_writes, sign_in
 
 
@@ -407,3 +407,47 @@ def test_a_call_the_agent_logged_shows_in_the_timeline_with_its_notes(
     assert page.status_code == 200, page.text
     assert "Grúa en camino, llega en 40 min" in page.text
     assert "call-card" in page.text
+
+
+def test_a_long_conversation_opens_at_its_latest_messages_and_shows_earlier_ones_on_demand(
+    api: Api, server: Server
+) -> None:
+    """Hundreds of messages are not all rendered on every open and every live refresh: the
+    timeline opens with the latest 100 and offers the earlier ones, in order."""
+    channel = create_channel(api)
+    thread = customer_writes(api, "Mensaje 000", channel=channel, sender="long-1")
+    last = ""
+    for n in range(1, 120):
+        sent = post_api_message(
+            api, channel["id"], channel["secret"], message("long-1", f"Mensaje {n:03d}")
+        )
+        assert sent.status_code == 200, sent.text
+        last = sent.json()["message_id"]
+    newest = f"/api/v1/contacts/{thread.contact['id']}/timeline?newest_first=true&limit=1"
+    wait_for(
+        lambda: api.get(newest).json()["items"][0]["id"] == last,
+        message="the 120th message processed",
+    )
+    browser = sign_in(server, add_user(api))
+    base = f"/app/conversations/{thread.conversation_id}"
+
+    page = browser.get(base)
+    assert page.status_code == 200, page.text
+    timeline = page.text[page.text.index('<section id="timeline"') :]
+    shown = re.findall(r"Mensaje (\d{3})", timeline[: timeline.index("</section>")])
+    assert shown == [f"{n:03d}" for n in range(20, 120)]
+    assert "Show earlier messages" in page.text
+    assert "Conversation started on" not in timeline  # it belongs to the earlier part
+    assert f'{base}/timeline?show=200"' in page.text
+    # A live refresh keeps the window the agent opened.
+    assert f'data-refresh="{base}/timeline?show=100"' in page.text
+
+    earlier = browser.get(f"{base}/timeline", params={"show": "200"})
+    assert earlier.status_code == 200, earlier.text
+    shown = re.findall(r"Mensaje (\d{3})", earlier.text)
+    assert shown == [f"{n:03d}" for n in range(120)]
+    assert "Show earlier messages" not in earlier.text
+    assert "Conversation started on" in earlier.text
+    assert earlier.text.index("Conversation started on") < earlier.text.index("Mensaje 000")
+    assert f'data-refresh="{base}/timeline?show=200"' in earlier.text
+    assert browser.get(f"{base}/timeline", params={"show": "0"}).status_code // 100 == 4

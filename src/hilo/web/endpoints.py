@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -539,12 +539,16 @@ async def conversation_header(
 
 @router.get("/app/conversations/{conversation_id}/timeline")
 async def conversation_timeline(
-    conversation_id: uuid.UUID, request: Request, session: Session, web: CurrentWeb
+    conversation_id: uuid.UUID,
+    request: Request,
+    session: Session,
+    web: CurrentWeb,
+    show: Annotated[int, Query(ge=1, le=service.TIMELINE_MAX)] = service.TIMELINE_WINDOW,
 ) -> Response:
-    """The unified timeline."""
+    """The unified timeline: the latest ``show`` messages."""
     t = _t(_locale(request, web.user.locale))
-    items = await service.timeline(session, web, conversation_id, t)
-    return _render(request, web, "_timeline.html", items=items, conversation_id=conversation_id)
+    view = await service.timeline(session, web, conversation_id, t, show=show)
+    return _render(request, web, "_timeline.html", timeline=view, conversation_id=conversation_id)
 
 
 @router.get("/app/conversations/{conversation_id}/reply")

@@ -226,27 +226,38 @@ async def last_messages(
 
 
 async def conversation_events(
-    session: AsyncSession, workspace_id: uuid.UUID, conversation_id: uuid.UUID, types: Sequence[str]
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    types: Sequence[str],
+    *,
+    since: datetime | None = None,
 ) -> list[Event]:
-    """The conversation's events of the types shown in its timeline, oldest first."""
-    query = (
-        scoped(Event, workspace_id)
-        .where(Event.conversation_id == conversation_id, Event.type.in_(types))
-        .order_by(Event.id)
+    """The conversation's events of the types shown in its timeline (since a time), oldest
+    first."""
+    query = scoped(Event, workspace_id).where(
+        Event.conversation_id == conversation_id, Event.type.in_(types)
     )
-    return list((await session.scalars(query)).all())
+    if since is not None:
+        query = query.where(Event.created_at >= since)
+    return list((await session.scalars(query.order_by(Event.id))).all())
 
 
 async def message_event_order(
-    session: AsyncSession, workspace_id: uuid.UUID, conversation_id: uuid.UUID, types: Sequence[str]
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    types: Sequence[str],
+    message_ids: Sequence[uuid.UUID],
 ) -> list[tuple[uuid.UUID | None, int, datetime]]:
-    """(message id, event id, time) of the events that added the conversation's messages."""
+    """(message id, event id, time) of the events that added these messages."""
     query = (
         select(Event.message_id, Event.id, Event.created_at)
         .where(
             Event.workspace_id == workspace_id,
             Event.conversation_id == conversation_id,
             Event.type.in_(types),
+            Event.message_id.in_(message_ids),
         )
         .order_by(Event.id)
     )

@@ -108,6 +108,16 @@ class TimelineItem:
 
 
 @dataclass(frozen=True)
+class TimelineView:
+    """The latest ``show`` messages of a conversation, with the changes among them."""
+
+    items: list[TimelineItem]
+    show: int
+    # Earlier messages exist: the timeline offers to show them.
+    more: bool
+
+
+@dataclass(frozen=True)
 class ReplyChannel:
     channel: ChannelInfo
     reachable: bool
@@ -171,7 +181,7 @@ class PanelView:
 @dataclass
 class ConversationView:
     header: HeaderView
-    timeline: list[TimelineItem]
+    timeline: TimelineView
     reply: ReplyView
     panel: PanelView
 

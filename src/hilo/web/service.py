@@ -62,6 +62,7 @@ from hilo.web.schemas import (
     ReplyView,
     Segment,
     TimelineItem,
+    TimelineView,
 )
 from hilo.web.signin import WebUser
 
@@ -497,26 +498,51 @@ def _system_line(
     return None
 
 
+# How many messages a conversation opens with; "show earlier" doubles it. A long conversation
+# (hundreds of messages) was rendered whole on every open and on every live refresh.
+TIMELINE_WINDOW = 100
+TIMELINE_MAX = 20_000
+
+
 async def timeline(
-    session: AsyncSession, web: WebUser, conversation_id: uuid.UUID, t: Translate
-) -> list[TimelineItem]:
-    """The unified timeline: every message on every channel and every change, in order.
+    session: AsyncSession,
+    web: WebUser,
+    conversation_id: uuid.UUID,
+    t: Translate,
+    *,
+    show: int = TIMELINE_WINDOW,
+) -> TimelineView:
+    """The unified timeline: every message on every channel and every change, in order; the
+    latest ``show`` messages and the changes since the first of them.
 
     The order is the event log's (the order of commits), not the timestamps': a channel switch
     recorded while its message was processed shows before that message, though stamped later.
     """
+    show = max(1, min(show, TIMELINE_MAX))
     workspace_id = web.workspace.id
     conversation = await conversation_repository.get(session, workspace_id, conversation_id)
     contact = await contact_repository.get(session, workspace_id, conversation.contact_id)
-    messages = await conversation_repository.messages_page(
-        session, workspace_id, conversation_id=conversation.id, after=None, limit=100_000
+    latest = await conversation_repository.messages_page(
+        session,
+        workspace_id,
+        conversation_id=conversation.id,
+        after=None,
+        limit=show + 1,
+        newest_first=True,
     )
+    more = len(latest) > show
+    messages = latest[:show][::-1]
+    first = messages[0] if more else None
     changes = await repository.conversation_events(
-        session, workspace_id, conversation.id, TIMELINE_EVENTS
+        session,
+        workspace_id,
+        conversation.id,
+        TIMELINE_EVENTS,
+        since=first.created_at if first is not None else None,
     )
-    # Only the ids and times of the message events: there are three per reply.
+    # Only the ids and times of the shown messages' events: there are three per reply.
     added = await repository.message_event_order(
-        session, workspace_id, conversation.id, MESSAGE_EVENTS
+        session, workspace_id, conversation.id, MESSAGE_EVENTS, [m.id for m in messages]
     )
     users = {u.id: u for u in await users_of(session, workspace_id)}
     teams = {team.id: team for team in await teams_of(session, workspace_id)}
@@ -526,6 +552,10 @@ async def timeline(
     stamps = sorted(
         [(at, event_id) for _m, event_id, at in added] + [(e.created_at, e.id) for e in changes]
     )
+    # With earlier messages left out, the changes shown are those after the first message.
+    start = order.get(first.id) if first is not None else None
+    if start is not None:
+        changes = [e for e in changes if e.id > start]
 
     def position(message: Message) -> float:
         if message.id in order:
@@ -578,7 +608,7 @@ async def timeline(
             item = TimelineItem(kind="system", at=at, id=f"e{event.id}", icon=line[0], text=line[1])
             keyed.append((float(event.id), item))
     keyed.sort(key=lambda pair: pair[0])
-    return [item for _key, item in keyed]
+    return TimelineView([item for _key, item in keyed], show=show, more=more)
 
 
 def _duration(value: Any) -> str:
