@@ -216,6 +216,8 @@ def run(backend: str, requests: int, warmup: int) -> dict[str, Any]:
             pages = {
                 "inbox": "/app/inbox",
                 "conversation_500": f"/app/conversations/{conversation_id}?status=any",
+                # What every live event of the conversation makes each agent viewing it fetch.
+                "timeline_500": f"/app/conversations/{conversation_id}/timeline",
             }
             results: dict[str, Any] = {"backend": backend, "requests": requests, "pages": {}}
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
