@@ -30,10 +30,10 @@ def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool = False
     cursor = conn.cursor()
     try:
         if many:
-            cursor.executemany(sql, parameters)
+            cursor.executemany(sql, parameters)  # no rows: SQLAlchemy never reads them
         else:
             cursor.execute(sql, parameters)
-        rows = cursor.fetchall() if cursor.description else []
+        rows = cursor.fetchall() if cursor.description and not many else []
         return cursor.description, rows, cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
