@@ -115,7 +115,7 @@ class FastUuid(Uuid[uuid.UUID]):
     cache_ok = True
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
-        if not self.as_uuid or (self.native_uuid and dialect.supports_native_uuid):
+        if not self.as_uuid:
             return super().result_processor(dialect, coltype)
         return _uuid_from_hex
 

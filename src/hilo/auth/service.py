@@ -129,12 +129,8 @@ class _KnownToken:
     until: float
 
 
+# By token hash. Whatever revokes a token in this process should drop its entry here.
 _known_tokens: dict[str, _KnownToken] = {}
-
-
-def forget_tokens() -> None:
-    """Drop what this process remembers of tokens (after revoking one, and in tests)."""
-    _known_tokens.clear()
 
 
 async def authenticate_token(session: AsyncSession, token: str) -> Principal:

@@ -148,7 +148,7 @@ def _trigram(fts_table: str, column: str, pattern: str) -> Select[Any]:
     )
 
 
-# Made once: building an alias is most of the CPU of a contact search (docs/benchmarks.md).
+# Made once: building an alias was a fifth of a phone search's CPU (docs/benchmarks.md).
 _BY_PHONE = aliased(ContactIdentity, name="by_phone")
 _BY_EMAIL = aliased(ContactIdentity, name="by_email")
 

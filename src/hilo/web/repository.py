@@ -231,15 +231,15 @@ async def conversation_events(
     conversation_id: uuid.UUID,
     types: Sequence[str],
     *,
-    since: datetime | None = None,
+    after_id: int | None = None,
 ) -> list[Event]:
-    """The conversation's events of the types shown in its timeline (since a time), oldest
-    first."""
+    """The conversation's events of the types shown in its timeline (after an event),
+    oldest first."""
     query = scoped(Event, workspace_id).where(
         Event.conversation_id == conversation_id, Event.type.in_(types)
     )
-    if since is not None:
-        query = query.where(Event.created_at >= since)
+    if after_id is not None:
+        query = query.where(Event.id > after_id)
     return list((await session.scalars(query.order_by(Event.id))).all())
 
 

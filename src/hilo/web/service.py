@@ -518,7 +518,6 @@ async def timeline(
     The order is the event log's (the order of commits), not the timestamps': a channel switch
     recorded while its message was processed shows before that message, though stamped later.
     """
-    show = max(1, min(show, TIMELINE_MAX))
     workspace_id = web.workspace.id
     conversation = await conversation_repository.get(session, workspace_id, conversation_id)
     contact = await contact_repository.get(session, workspace_id, conversation.contact_id)
@@ -532,30 +531,24 @@ async def timeline(
     )
     more = len(latest) > show
     messages = latest[:show][::-1]
-    first = messages[0] if more else None
-    changes = await repository.conversation_events(
-        session,
-        workspace_id,
-        conversation.id,
-        TIMELINE_EVENTS,
-        since=first.created_at if first is not None else None,
-    )
     # Only the ids and times of the shown messages' events: there are three per reply.
     added = await repository.message_event_order(
         session, workspace_id, conversation.id, MESSAGE_EVENTS, [m.id for m in messages]
+    )
+    order = {message_id: event_id for message_id, event_id, _at in added if message_id}
+    # With earlier messages left out, the changes shown are those after the first shown
+    # message was added (all of them if no shown message has its event: an import).
+    start = min(order.values(), default=None) if more else None
+    changes = await repository.conversation_events(
+        session, workspace_id, conversation.id, TIMELINE_EVENTS, after_id=start
     )
     users = {u.id: u for u in await users_of(session, workspace_id)}
     teams = {team.id: team for team in await teams_of(session, workspace_id)}
     infos = _by_id(await channel_infos(session, workspace_id))
     handles = {handle(u) for u in users.values()}
-    order = {message_id: event_id for message_id, event_id, _at in added if message_id}
     stamps = sorted(
         [(at, event_id) for _m, event_id, at in added] + [(e.created_at, e.id) for e in changes]
     )
-    # With earlier messages left out, the changes shown are those after the first message.
-    start = order.get(first.id) if first is not None else None
-    if start is not None:
-        changes = [e for e in changes if e.id > start]
 
     def position(message: Message) -> float:
         if message.id in order:
