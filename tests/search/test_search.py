@@ -3,11 +3,27 @@ PostgreSQL (the indexes of migration 0004_bench_indexes: FTS5 / text search and 
 
 from __future__ import annotations
 
+import asyncio
+import random
+import re
 import sqlite3
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Api, create_workspace_token, dispose_server, make_server, wait_for
+import pytest
+
+from tests.conftest import (
+    Api,
+    create_pg_database,
+    create_workspace_token,
+    dispose_server,
+    drop_pg_database,
+    make_server,
+    require_postgres,
+    wait_for,
+)
 from tests.core.test_api_channel import create_channel, message, message_visible
 from tests.helpers import post_api_message
 
@@ -151,3 +167,139 @@ def test_embedded_server_keeps_planner_statistics_so_reads_stay_narrow(tmp_path:
         api.close()
     finally:
         dispose_server(server)
+
+
+def _message_search_database(backend: str, tmp: Path) -> str:
+    from hilo.migrate import upgrade
+
+    if backend == "postgres":
+        require_postgres()
+        url = create_pg_database()
+    else:
+        url = f"sqlite:///{tmp / 'search.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_message_search_pages_newest_first_whether_a_word_is_rare_common_or_common_long_ago(
+    backend: str, tmp_path: Path
+) -> None:
+    """Every page of a search equals the matches sorted by time, whatever the plan.
+
+    The messages are written in an order unrelated to their times (as imports and out-of-order
+    deliveries write them), so no plan can lean on the order of insertion. On SQLite the words
+    are chosen to take each of the plans of ``hilo.search.repository``.
+    """
+    from hilo.db import Database
+    from hilo.models import Contact, Conversation, Message, Workspace
+    from hilo.search import repository
+    from hilo.search.service import words_of
+
+    url = _message_search_database(backend, tmp_path)
+    rng = random.Random(7)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    messages: list[tuple[datetime, uuid.UUID, str]] = []
+    for n in range(6_000):
+        minute = rng.randrange(5_000)  # many share a minute: ties go by id
+        words = ["mensaje"]
+        if rng.random() < 0.9:
+            words.append("hola")  # common throughout
+        if rng.random() < 0.2:
+            words.append("factura")  # less common
+        if n % 1_500 == 0:
+            words.append("R-204917")  # four of them
+        if minute < 3_500 and rng.random() < 0.95:
+            words.append("covid")  # common, but not in the newest 30 %
+        messages.append((start + timedelta(minutes=minute), uuid.uuid4(), " ".join(words)))
+    newest_first = sorted(messages, reverse=True)
+    plans: dict[str, str] = {}
+
+    async def go() -> None:
+        db = Database(url, pool_size=2)
+        async with db.transaction() as session:
+            workspace = Workspace(slug="busca", name="Busca", created_at=start)
+            other = Workspace(slug="otra", name="Otra", created_at=start)
+            session.add_all([workspace, other])
+            await session.flush()
+            for owner, rows in ((other, messages[:300]), (workspace, messages)):
+                contact = Contact(workspace_id=owner.id, name="Ana", created_at=start)
+                session.add(contact)
+                await session.flush()
+                conversation = Conversation(workspace_id=owner.id, contact_id=contact.id)
+                session.add(conversation)
+                await session.flush()
+                session.add_all(
+                    Message(
+                        # The other workspace's copies are newer: they would lead every page.
+                        id=message_id if owner is workspace else uuid.uuid4(),
+                        workspace_id=owner.id,
+                        conversation_id=conversation.id,
+                        contact_id=contact.id,
+                        kind="inbound",
+                        sender_type="contact",
+                        status="received",
+                        text=text,
+                        created_at=moment + timedelta(days=400 if owner is other else 0),
+                        updated_at=moment,
+                    )
+                    for moment, message_id, text in rows
+                )
+        await db.refresh_statistics()
+        if backend == "postgres":  # as autovacuum would: the planner's count of messages
+            async with db.engine.connect() as conn:
+                await conn.exec_driver_sql("ANALYZE messages")
+
+        async def page(words: list[str], after: Any, limit: int) -> list[tuple[datetime, Any]]:
+            async with db.read() as session:
+                found = await repository.search_messages(
+                    session, workspace.id, words=words, after=after, limit=limit
+                )
+            return [(m.created_at, m.id) for m in found]
+
+        for q in ("hola", "factura", "r-204917", "covid", "hola factura", "ninguna"):
+            words = words_of(q)
+            expected = [
+                (moment, message_id)
+                for moment, message_id, text in newest_first
+                if set(words) <= set(re.findall(r"\w+", text.lower()))
+            ]
+            if backend == "sqlite":
+                async with db.read() as session:
+                    plan, _walked = await repository._sqlite_plan(
+                        session, repository._fts_expression(words), 9
+                    )
+                plans[q] = plan.value
+            for limit in (3, 8):
+                # The first pages, each from the previous one's last message.
+                found: list[tuple[datetime, Any]] = []
+                after = None
+                for _ in range(4):
+                    found += await page(words, after, limit)
+                    if len(found) < limit or not found:
+                        break
+                    after = found[-1]
+                assert found == expected[: 4 * limit], (q, limit)
+                # And a page deep in the results, and the last one.
+                for index in (len(expected) // 2, len(expected) - 2):
+                    if index > 0:
+                        deep = await page(words, expected[index - 1], limit)
+                        assert deep == expected[index : index + limit], (q, limit, index)
+        await db.dispose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        if backend == "postgres":
+            drop_pg_database(url)
+    if backend == "sqlite":
+        # Gathering the matches and walking: "covid" first asks about each recent message, finds
+        # too few, and gathers.
+        assert plans == {
+            "hola": "walk_check",
+            "factura": "walk_set",
+            "r-204917": "sort",
+            "covid": "walk_check",
+            "hola factura": "walk_set",
+            "ninguna": "none",
+        }
