@@ -68,8 +68,9 @@ class _Plan(Enum):
     WALK_CHECK = "walk_check"  # walk the messages back in time, ask FTS5 about each one
 
 
-# Microseconds per row, measured on the 1M-message data set: looking a match up and sorting it; gathering a match's rowid;
-# walking past a message on the index; asking FTS5 whether one message matches.
+# Microseconds per row, measured on the 1M-message data set: looking a match up and sorting
+# it; gathering a match's rowid; walking past a message on the index; asking FTS5 whether one
+# message matches.
 _SORT_US = 1.3
 _SET_US = 0.16
 _WALK_US = 0.14
