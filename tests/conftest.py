@@ -146,16 +146,23 @@ def require_postgres() -> None:
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {reason}")
 
 
-def make_server(backend: str, tmp: Path, *, extra_env: dict[str, str] | None = None) -> Server:
-    """A migrated database and a server process configured for it (not started)."""
+def migrated_database(backend: str, tmp: Path, name: str = "hilo.db") -> str:
+    """A fresh database at the latest migration: a file in ``tmp``, or a PostgreSQL database
+    (drop it with :func:`drop_pg_database`); returns its URL."""
     from hilo.migrate import upgrade
 
     if backend == "postgres":
         require_postgres()
         db_url = create_pg_database()
     else:
-        db_url = f"sqlite:///{tmp / 'hilo.db'}"
+        db_url = f"sqlite:///{tmp / name}"
     upgrade(db_url)
+    return db_url
+
+
+def make_server(backend: str, tmp: Path, *, extra_env: dict[str, str] | None = None) -> Server:
+    """A migrated database and a server process configured for it (not started)."""
+    db_url = migrated_database(backend, tmp)
     port = free_port()
     env = {
         **os.environ,

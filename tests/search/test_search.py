@@ -16,12 +16,11 @@ import pytest
 
 from tests.conftest import (
     Api,
-    create_pg_database,
     create_workspace_token,
     dispose_server,
     drop_pg_database,
     make_server,
-    require_postgres,
+    migrated_database,
     wait_for,
 )
 from tests.core.test_api_channel import create_channel, message, message_visible
@@ -169,18 +168,6 @@ def test_embedded_server_keeps_planner_statistics_so_reads_stay_narrow(tmp_path:
         dispose_server(server)
 
 
-def _message_search_database(backend: str, tmp: Path) -> str:
-    from hilo.migrate import upgrade
-
-    if backend == "postgres":
-        require_postgres()
-        url = create_pg_database()
-    else:
-        url = f"sqlite:///{tmp / 'search.db'}"
-    upgrade(url)
-    return url
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_message_search_pages_newest_first_whether_a_word_is_rare_common_or_common_long_ago(
     backend: str, tmp_path: Path
@@ -196,7 +183,7 @@ def test_message_search_pages_newest_first_whether_a_word_is_rare_common_or_comm
     from hilo.search import repository
     from hilo.search.service import words_of
 
-    url = _message_search_database(backend, tmp_path)
+    url = migrated_database(backend, tmp_path, "search.db")
     rng = random.Random(7)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     messages: list[tuple[datetime, uuid.UUID, str]] = []
