@@ -52,11 +52,8 @@ _WORDS: ColumnElement[Any] = func.to_tsvector(
 )
 _ROWID: ColumnElement[Any] = literal_column("messages.rowid")
 # A unary plus keeps SQLite from using a column's index: the rowid's, to walk the workspace's
-# messages by time instead; the workspace's, to look the matches up by rowid instead.
+# messages by time instead (and the workspace's, to look the matches up by rowid instead).
 _ROWID_UNINDEXED: ColumnElement[Any] = literal_column("+messages.rowid")
-_UNINDEXED_WORKSPACE: ColumnElement[Any] = type_coerce(
-    literal_column("+messages.workspace_id"), Message.workspace_id.type
-)
 
 
 class _Plan(Enum):
@@ -94,12 +91,44 @@ def _fts_expression(words: list[str]) -> str:
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 
+def _fts_match(expression: str) -> ColumnElement[bool]:
+    return literal_column("messages_fts").op("MATCH")(expression)
+
+
 def _fts_rowids(expression: str) -> Select[Any]:
-    return (
-        select(literal_column("rowid"))
-        .select_from(_FTS)
-        .where(literal_column("messages_fts").op("MATCH")(expression))
+    return select(literal_column("rowid")).select_from(_FTS).where(_fts_match(expression))
+
+
+async def _within_reach(
+    session: AsyncSession,
+    within: list[ColumnElement[bool]],
+    query: Select[tuple[Message]],
+    limit: int,
+    back: int,
+) -> list[Message] | None:
+    """``query``'s page among the messages no older than the one ``back`` from the newest.
+
+    A full page there is the answer: every other match is older. None when it is not full, for
+    the caller to gather the matches instead. With no message that far back the walk is not
+    bounded, and its page is the answer whatever its length.
+    """
+    floor = await session.scalar(
+        select(Message.created_at)
+        .where(*within)
+        .order_by(Message.created_at.desc())
+        .offset(back)
+        .limit(1)
     )
+    if floor is None:
+        return list((await session.scalars(query)).all())
+    found = list((await session.scalars(query.where(Message.created_at >= floor))).all())
+    return found if len(found) == limit else None
+
+
+def _in_workspace_unindexed(workspace_id: uuid.UUID) -> ColumnElement[bool]:
+    """``+messages.workspace_id = :id``: the unary plus keeps SQLite off the column's index."""
+    column = type_coerce(literal_column("+messages.workspace_id"), Message.workspace_id.type)
+    return column == workspace_id
 
 
 async def _sqlite_plan(session: AsyncSession, expression: str, limit: int) -> tuple[_Plan, int]:
@@ -138,27 +167,19 @@ async def _postgres_search(
 
     The planner guesses a combination of words from each word alone, so two common words that
     are never together send it walking through every message of the workspace, computing the
-    words of each (14 s at 1M messages). Here it is given the newest messages only, back to
-    where walking would cost what gathering ``enough`` matches and sorting them costs; a rare
-    word it still finds through the GIN index. A page short of ``limit`` there means the
-    matches are scarce: they are gathered through the index and sorted.
+    words of each (12.5–18 s at 1M messages, measured). Here it is given the newest messages
+    only, back to where walking would cost what gathering ``enough`` matches and sorting them
+    costs; a rare word it still finds through the GIN index. A page short of ``limit`` there
+    means the matches are scarce: they are gathered through the index and sorted.
     """
     matching = _WORDS.op("@@")(func.plainto_tsquery(_SIMPLE, " ".join(words)))
     total = max(float(await session.scalar(_PG_MESSAGES) or 0), 1.0)
     # Walking costs _PG_WALK_US·limit·total/m and sorting _PG_SORT_US·m: equal at m² =
     # limit·total·_PG_WALK_US/_PG_SORT_US, where the walk passes limit·total/m messages.
     enough = math.sqrt(limit * total * _PG_WALK_US / _PG_SORT_US)
-    floor = await session.scalar(
-        select(Message.created_at)
-        .where(*within)
-        .order_by(Message.created_at.desc())
-        .offset(math.ceil(limit * total / enough))
-        .limit(1)
-    )
-    if floor is None:  # fewer messages than that: the planner may have them all
-        return list((await session.scalars(query.where(matching))).all())
-    found = list((await session.scalars(query.where(matching, Message.created_at >= floor))).all())
-    if len(found) == limit:
+    back = math.ceil(limit * total / enough)
+    found = await _within_reach(session, within, query.where(matching), limit, back)
+    if found is not None:
         return found
     # MATERIALIZED: planned on its own, without the ORDER BY that makes the walk look cheap.
     gathered = select(Message).where(*within, matching).cte("matched").prefix_with("MATERIALIZED")
@@ -198,35 +219,22 @@ async def search_messages(
     if plan is _Plan.NONE:
         return []
     if plan is _Plan.WALK_CHECK:
-        # Bounded: only the messages no older than the one _CHECK_MARGIN·walked back. A full
-        # page among them is the answer (every other match is older); else gather the matches.
-        floor = await session.scalar(
-            select(Message.created_at)
-            .where(*within)
-            .order_by(Message.created_at.desc())
-            .offset(_CHECK_MARGIN * walked)
-            .limit(1)
-        )
+        # Bounded at _CHECK_MARGIN times the expected walk; else gather the matches.
         one = (
             select(literal(1))
             .select_from(_FTS)
-            .where(
-                literal_column("messages_fts").op("MATCH")(expression),
-                literal_column("messages_fts.rowid") == _ROWID,
-            )
+            .where(_fts_match(expression), literal_column("messages_fts.rowid") == _ROWID)
         )
         checked = query.where(exists(one))
-        if floor is not None:
-            checked = checked.where(Message.created_at >= floor)
-        found = list((await session.scalars(checked)).all())
-        if floor is None or len(found) == limit:
+        found = await _within_reach(session, within, checked, limit, _CHECK_MARGIN * walked)
+        if found is not None:
             return found
         plan = _Plan.WALK_SET
     matching = _fts_rowids(expression)
     if plan is _Plan.SORT:
         # Without statistics SQLite would rather walk the workspace's index for its order;
         # the unary plus leaves it the rowids of the matches as the only way in.
-        query = query.where(_ROWID.in_(matching), _UNINDEXED_WORKSPACE.__eq__(workspace_id))
+        query = query.where(_ROWID.in_(matching), _in_workspace_unindexed(workspace_id))
     else:
         query = query.where(_ROWID_UNINDEXED.in_(matching))
     return list((await session.scalars(query)).all())
